@@ -1,0 +1,63 @@
+// The exception barrier and status conversion at the C ABI boundary.
+//
+// Every exported function body runs inside Guard(): a C++ exception never
+// crosses into C (std::bad_alloc -> XG2G_ENOMEM, anything else ->
+// XG2G_EINTERNAL naming the function), and the thread's last error is reset
+// on entry and set from the returned status on failure.
+#ifndef XG2G_CAPI_BARRIER_H_
+#define XG2G_CAPI_BARRIER_H_
+
+#include <new>
+#include <type_traits>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "include/xg2g/xg2g_common.h"
+#include "lib/common/status.h"
+
+namespace xg2g::capi {
+
+// Sets the calling thread's last error message.
+void SetLastError(std::string_view message);
+void ClearLastError();
+
+// Converts a core Status into a C status, recording its message.
+xg2g_status FromStatus(const absl::Status& status);
+
+// Records `message` and returns `status` (for argument checks).
+xg2g_status Fail(xg2g_status status, std::string_view message);
+
+// Fails with XG2G_EINVAL naming the argument when `ptr` is null.
+#define XG2G_CAPI_REQUIRE(ptr, fn)                                                \
+  do {                                                                            \
+    if ((ptr) == nullptr)                                                         \
+      return ::xg2g::capi::Fail(XG2G_EINVAL, std::string(fn) + ": " #ptr " is NULL"); \
+  } while (0)
+
+// Runs `body` (returning xg2g_status or absl::Status) behind the barrier.
+template <typename Body>
+xg2g_status Guard(const char* function, Body&& body) noexcept {
+  ClearLastError();
+  try {
+    if constexpr (std::is_same_v<decltype(body()), absl::Status>) {
+      return FromStatus(std::forward<Body>(body)());
+    } else {
+      return std::forward<Body>(body)();
+    }
+  } catch (const std::bad_alloc&) {
+    return Fail(XG2G_ENOMEM, std::string(function) + ": out of memory");
+  } catch (const std::exception& e) {
+    return Fail(XG2G_EINTERNAL, std::string(function) + ": internal error: " + e.what());
+  } catch (...) {
+    return Fail(XG2G_EINTERNAL, std::string(function) + ": internal error");
+  }
+}
+
+// Copies `s` into memory the caller frees with xg2g_free(); nullptr on OOM.
+char* DupString(std::string_view s);
+
+}  // namespace xg2g::capi
+
+#endif  // XG2G_CAPI_BARRIER_H_

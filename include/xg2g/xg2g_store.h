@@ -1,0 +1,137 @@
+/*
+ * libxg2g: session store, idempotency keys and leases.
+ *
+ * A store is opened by URI: "memory:" (in-process, lost at close). Later
+ * versions add "lmdb:DIR" and "redis://HOST:PORT/DB".
+ *
+ * A store handle is thread-safe: any number of threads may call into it at
+ * once. Callbacks (scan) run on the calling thread, never while the store holds
+ * a lock, so they may call back into the store.
+ */
+#ifndef XG2G_STORE_H
+#define XG2G_STORE_H
+
+#include "xg2g_common.h"
+#include "xg2g_session.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct xg2g_store xg2g_store;
+typedef struct xg2g_session_list xg2g_session_list;
+
+/*
+ * Opens a store. Errors: XG2G_EINVAL (NULL out or uri, malformed uri; the
+ * message names the part), XG2G_EUNSUPPORTED (unknown scheme),
+ * XG2G_EUNAVAILABLE (backend unreachable). *out is the caller's; end it with
+ * xg2g_store_close(). Since 0.1.
+ */
+XG2G_API(xg2g_status) xg2g_store_open(xg2g_store **out, const char *uri);
+
+/* Closes the store and frees the handle. NULL is ignored. Since 0.1. */
+XG2G_API(void) xg2g_store_close(xg2g_store *store);
+
+/*
+ * Stores a copy of the session, replacing any record with the same id.
+ * Errors: XG2G_EINVAL, XG2G_EUNAVAILABLE, XG2G_ESTOREFULL. Since 0.1.
+ */
+XG2G_API(xg2g_status) xg2g_store_put_session(xg2g_store *store, const xg2g_session *session);
+
+/*
+ * Reads a session. Errors: XG2G_ENOTFOUND (no such id), XG2G_EINVAL (NULL or
+ * unsafe id), XG2G_ECORRUPT (record does not decode). *out is the caller's.
+ * Since 0.1.
+ */
+XG2G_API(xg2g_status) xg2g_store_get_session(xg2g_session **out, xg2g_store *store,
+                                             const char *session_id);
+
+/*
+ * Read-modify-write of one record, atomic per record. fn receives a private
+ * copy and may change it (xg2g_session_apply, setters); returning non-XG2G_OK
+ * aborts with that status and nothing is written. On a concurrent change the
+ * store calls fn again on the fresh record (at most a bounded number of
+ * times, then XG2G_ECONFLICT). fn runs on the calling thread without store
+ * locks held. If out is non-NULL it receives the stored result.
+ * Errors: XG2G_ENOTFOUND, XG2G_ECONFLICT, XG2G_EINVAL, fn's own status.
+ * Since 0.1.
+ */
+typedef xg2g_status (*xg2g_session_update_fn)(xg2g_session *session, void *user_data);
+XG2G_API(xg2g_status) xg2g_store_update_session(xg2g_session **out, xg2g_store *store,
+                                                const char *session_id,
+                                                xg2g_session_update_fn fn, void *user_data);
+
+/* Deletes a session. Errors: XG2G_ENOTFOUND, XG2G_EINVAL. Since 0.1. */
+XG2G_API(xg2g_status) xg2g_store_delete_session(xg2g_store *store, const char *session_id);
+
+/*
+ * Calls fn for every session (in no particular order) on a snapshot taken
+ * before the first call; fn returning non-zero stops the scan. The session
+ * passed to fn is borrowed for the duration of the call.
+ * Errors: XG2G_EINVAL, XG2G_EUNAVAILABLE, XG2G_ECORRUPT. Since 0.1.
+ */
+typedef int (*xg2g_session_scan_fn)(const xg2g_session *session, void *user_data);
+XG2G_API(xg2g_status) xg2g_store_scan_sessions(xg2g_store *store, xg2g_session_scan_fn fn,
+                                               void *user_data);
+
+/*
+ * One page of sessions ordered by session id: skips offset, returns at most
+ * limit (1..1000). *out_total (optional) receives the number of sessions.
+ * Errors: XG2G_EINVAL (limit out of range). *out is the caller's; end it with
+ * xg2g_session_list_destroy(). Since 0.1.
+ */
+XG2G_API(xg2g_status) xg2g_store_list_sessions(xg2g_session_list **out, size_t *out_total,
+                                               xg2g_store *store, size_t offset, size_t limit);
+XG2G_API(size_t) xg2g_session_list_count(const xg2g_session_list *list);
+/* Borrowed element, valid until the list is destroyed; NULL when out of range. */
+XG2G_API(const xg2g_session *) xg2g_session_list_at(const xg2g_session_list *list, size_t index);
+XG2G_API(void) xg2g_session_list_destroy(xg2g_session_list *list);
+
+/*
+ * Stores the session and the idempotency key together, or neither.
+ * key: scoped by the caller (include the principal); fingerprint: a digest of
+ * the request the key was first used with; ttl_ms: key lifetime (> 0).
+ * When the key is new: both are stored, *out_existing_id is NULL.
+ * When the key exists with the same fingerprint: nothing is written and
+ * *out_existing_id receives the first session's id (free with xg2g_free).
+ * Errors: XG2G_ECONFLICT (key exists with another fingerprint; nothing
+ * written), XG2G_EINVAL, XG2G_EUNAVAILABLE. Since 0.1.
+ */
+XG2G_API(xg2g_status) xg2g_store_put_session_idempotent(char **out_existing_id,
+                                                        xg2g_store *store,
+                                                        const xg2g_session *session,
+                                                        const char *key,
+                                                        const char *fingerprint, int64_t ttl_ms);
+
+/*
+ * Takes the lease `key` for `owner` for ttl_ms. A free or expired lease is
+ * granted with a new fencing token, strictly greater than every earlier token
+ * for this key; a lease already held by the same owner is renewed and keeps
+ * its token. *out_token (optional) receives the token.
+ * Errors: XG2G_EBUSY (held by another owner), XG2G_EINVAL. Since 0.1.
+ */
+XG2G_API(xg2g_status) xg2g_store_lease_acquire(uint64_t *out_token, xg2g_store *store,
+                                               const char *key, const char *owner,
+                                               int64_t ttl_ms);
+
+/*
+ * Extends a lease the owner holds to ttl_ms from now.
+ * Errors: XG2G_ENOTFOUND (not held: released or expired), XG2G_ECONFLICT
+ * (held by another owner), XG2G_EINVAL. Since 0.1.
+ */
+XG2G_API(xg2g_status) xg2g_store_lease_renew(xg2g_store *store, const char *key,
+                                             const char *owner, int64_t ttl_ms);
+
+/*
+ * Releases a lease the owner holds.
+ * Errors: XG2G_ENOTFOUND (not held), XG2G_ECONFLICT (held by another owner),
+ * XG2G_EINVAL. Since 0.1.
+ */
+XG2G_API(xg2g_status) xg2g_store_lease_release(xg2g_store *store, const char *key,
+                                               const char *owner);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* XG2G_STORE_H */

@@ -1,0 +1,124 @@
+// The store contract (DESIGN.md §3): sessions, idempotency keys and leases.
+//
+// One interface, three backends (memory, LMDB, Redis); tests/store holds the
+// conformance suite every backend runs unchanged. Implementations are
+// thread-safe. No implementation holds a lock while calling a caller-supplied
+// function (update mutators, scan visitors).
+#ifndef XG2G_LIB_STORE_STORE_H_
+#define XG2G_LIB_STORE_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "lib/common/clock.h"
+#include "lib/session/session.h"
+
+namespace xg2g {
+
+struct LeaseGrant {
+  uint64_t fencing_token = 0;
+  int64_t expires_at_ms = 0;  // in the store's clock (see Store::NowMs)
+};
+
+struct LeaseInfo {
+  std::string key;
+  std::string owner;
+  uint64_t fencing_token = 0;
+  int64_t expires_at_ms = 0;
+};
+
+struct IdempotencyEntry {
+  std::string session_id;
+  std::string fingerprint;
+  int64_t expires_at_ms = 0;
+};
+
+// Result of PutSessionWithIdempotency.
+struct IdempotencyOutcome {
+  bool stored = false;         // true: key and session were written now
+  IdempotencyEntry existing;   // when !stored: the entry that was already there
+};
+
+struct SessionPage {
+  std::vector<SessionRecord> sessions;
+  size_t total = 0;  // number of sessions in the store
+};
+
+inline constexpr size_t kMaxPageLimit = 1000;
+// Bound on the retries of an optimistic UpdateSession before kConflict.
+inline constexpr int kMaxUpdateAttempts = 64;
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // Stores a copy, replacing any record with the same id; sets its revision.
+  [[nodiscard]] virtual absl::Status PutSession(const SessionRecord& record) = 0;
+
+  // NotFoundError when missing; CorruptError naming the key when undecodable.
+  [[nodiscard]] virtual absl::StatusOr<SessionRecord> GetSession(std::string_view id) = 0;
+
+  // Read-modify-write, atomic per record. `mutate` gets a private copy and runs
+  // with no store lock held; if the record changed meanwhile it runs again on
+  // the fresh copy (at most kMaxUpdateAttempts, then ConflictError). A non-OK
+  // status from `mutate` aborts with nothing written. Returns what was stored.
+  using Mutator = std::function<absl::Status(SessionRecord&)>;
+  [[nodiscard]] virtual absl::StatusOr<SessionRecord> UpdateSession(std::string_view id,
+                                                                    const Mutator& mutate) = 0;
+
+  [[nodiscard]] virtual absl::Status DeleteSession(std::string_view id) = 0;
+
+  // Visits a snapshot of all sessions; the visitor returns false to stop.
+  // The visitor runs with no store lock held and may call back into the store.
+  using Visitor = std::function<bool(const SessionRecord&)>;
+  [[nodiscard]] virtual absl::Status ScanSessions(const Visitor& visit) = 0;
+
+  // Sessions ordered by id; limit in [1, kMaxPageLimit].
+  [[nodiscard]] virtual absl::StatusOr<SessionPage> ListSessions(size_t offset,
+                                                                 size_t limit) = 0;
+
+  // One atomic step: a new key stores key and session together; an existing,
+  // unexpired key returns the existing entry with nothing written.
+  [[nodiscard]] virtual absl::StatusOr<IdempotencyOutcome> PutSessionWithIdempotency(
+      const SessionRecord& record, std::string_view key, std::string_view fingerprint,
+      int64_t ttl_ms) = 0;
+
+  // NotFoundError when missing or expired.
+  [[nodiscard]] virtual absl::StatusOr<IdempotencyEntry> GetIdempotency(std::string_view key) = 0;
+  [[nodiscard]] virtual absl::Status DeleteIdempotency(std::string_view key) = 0;
+
+  // Leases. Acquire: free or expired -> granted with a token strictly greater
+  // than any earlier token for this key; held by `owner` -> renewed, same
+  // token; held by another owner -> BusyError naming the holder.
+  [[nodiscard]] virtual absl::StatusOr<LeaseGrant> AcquireLease(std::string_view key,
+                                                                std::string_view owner,
+                                                                int64_t ttl_ms) = 0;
+  // NotFoundError when not held (released or expired); ConflictError when
+  // another owner holds it.
+  [[nodiscard]] virtual absl::StatusOr<LeaseGrant> RenewLease(std::string_view key,
+                                                              std::string_view owner,
+                                                              int64_t ttl_ms) = 0;
+  [[nodiscard]] virtual absl::Status ReleaseLease(std::string_view key,
+                                                  std::string_view owner) = 0;
+  // The unexpired leases, ordered by key.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<LeaseInfo>> ListLeases() = 0;
+
+  // The store's clock in milliseconds (what lease and key deadlines use).
+  [[nodiscard]] virtual int64_t NowMs() const = 0;
+};
+
+// Opens a store by URI: "memory:" now; "lmdb:DIR" and "redis://..." later.
+// InvalidError naming the malformed part; UnsupportedError for an unknown
+// scheme. `clock` may be null for the real clock; it must outlive the store.
+[[nodiscard]] absl::StatusOr<std::unique_ptr<Store>> OpenStore(std::string_view uri,
+                                                               Clock* clock = nullptr);
+
+}  // namespace xg2g
+
+#endif  // XG2G_LIB_STORE_STORE_H_
