@@ -56,14 +56,14 @@ ErrorCode FromCanonical(absl::StatusCode code) {
 
 absl::Status MakeError(ErrorCode code, std::string_view message) {
   if (code == ErrorCode::kOk) return absl::OkStatus();
-  absl::Status status(CanonicalFor(code), message);
-  status.SetPayload(kPayloadUrl, absl::Cord(std::to_string(static_cast<int>(code))));
+  absl::Status status(CanonicalFor(code), ToAbsl(message));
+  status.SetPayload(ToAbsl(kPayloadUrl), absl::Cord(std::to_string(static_cast<int>(code))));
   return status;
 }
 
 ErrorCode CodeOf(const absl::Status& status) {
   if (status.ok()) return ErrorCode::kOk;
-  if (auto payload = status.GetPayload(kPayloadUrl)) {
+  if (auto payload = status.GetPayload(ToAbsl(kPayloadUrl))) {
     int value = 0;
     if (absl::SimpleAtoi(std::string(*payload), &value) &&
         value <= 0 && value >= static_cast<int>(ErrorCode::kInternal)) {

@@ -15,6 +15,11 @@
 
 namespace xg2g {
 
+// Debian's Abseil is built with its own string_view type (not an alias of
+// std::string_view); the core speaks std::string_view and converts here.
+inline absl::string_view ToAbsl(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+inline std::string_view FromAbsl(absl::string_view s) { return std::string_view(s.data(), s.size()); }
+
 // Mirrors xg2g_status in the public header value for value (the C API layer
 // static_asserts that they agree).
 enum class ErrorCode : int {

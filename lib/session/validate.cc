@@ -1,6 +1,6 @@
 #include <string>
 
-#include "absl/strings/str_cat.h"
+#include <fmt/format.h>
 #include "lib/common/status.h"
 #include "lib/session/session.h"
 
@@ -20,7 +20,7 @@ absl::Status ValidateSessionId(std::string_view id) {
   if (IsValidSessionId(id)) return absl::OkStatus();
   if (id.empty()) return InvalidError("session id is empty");
   if (id.size() > 64) {
-    return InvalidError(absl::StrCat("session id is ", id.size(), " characters long (at most 64)"));
+    return InvalidError(fmt::format("session id is {} characters long (at most 64)", id.size()));
   }
   return InvalidError("session id contains characters outside [A-Za-z0-9_-]");
 }
