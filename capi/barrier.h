@@ -22,6 +22,7 @@ namespace xg2g::capi {
 // Sets the calling thread's last error message.
 void SetLastError(std::string_view message);
 void ClearLastError();
+const char* LastError();
 
 // Converts a core Status into a C status, recording its message.
 xg2g_status FromStatus(const absl::Status& status);
@@ -55,7 +56,8 @@ xg2g_status Guard(const char* function, Body&& body) noexcept {
   }
 }
 
-// Copies `s` into memory the caller frees with xg2g_free(); nullptr on OOM.
+// Copies `s` into memory the caller frees with xg2g_free(); throws
+// std::bad_alloc (turned into XG2G_ENOMEM by Guard) when out of memory.
 char* DupString(std::string_view s);
 
 }  // namespace xg2g::capi

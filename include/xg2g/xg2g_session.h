@@ -109,18 +109,18 @@ XG2G_API(xg2g_status) xg2g_session_to_json(char **out, const xg2g_session *sessi
  * changed or destroyed; a NULL handle gives NULL (or 0 / XG2G_STATE_NEW /
  * XG2G_R_NONE). Since 0.1.
  */
-XG2G_API(const char *) xg2g_session_id(const xg2g_session *session);
-XG2G_API(const char *) xg2g_session_service_ref(const xg2g_session *session);
-XG2G_API(const char *) xg2g_session_profile(const xg2g_session *session);
-XG2G_API(xg2g_session_state) xg2g_session_state(const xg2g_session *session);
-XG2G_API(xg2g_reason) xg2g_session_reason(const xg2g_session *session);
-XG2G_API(const char *) xg2g_session_reason_detail(const xg2g_session *session);
-XG2G_API(const char *) xg2g_session_correlation_id(const xg2g_session *session);
-XG2G_API(int64_t) xg2g_session_created_at_unix(const xg2g_session *session);
-XG2G_API(int64_t) xg2g_session_updated_at_unix(const xg2g_session *session);
-XG2G_API(int64_t) xg2g_session_expires_at_unix(const xg2g_session *session);
+XG2G_API(const char *) xg2g_session_get_id(const xg2g_session *session);
+XG2G_API(const char *) xg2g_session_get_service_ref(const xg2g_session *session);
+XG2G_API(const char *) xg2g_session_get_profile(const xg2g_session *session);
+XG2G_API(xg2g_session_state) xg2g_session_get_state(const xg2g_session *session);
+XG2G_API(xg2g_reason) xg2g_session_get_reason(const xg2g_session *session);
+XG2G_API(const char *) xg2g_session_get_reason_detail(const xg2g_session *session);
+XG2G_API(const char *) xg2g_session_get_correlation_id(const xg2g_session *session);
+XG2G_API(int64_t) xg2g_session_get_created_at_unix(const xg2g_session *session);
+XG2G_API(int64_t) xg2g_session_get_updated_at_unix(const xg2g_session *session);
+XG2G_API(int64_t) xg2g_session_get_expires_at_unix(const xg2g_session *session);
 /* Value of contextData[key], or NULL when absent. */
-XG2G_API(const char *) xg2g_session_context(const xg2g_session *session, const char *key);
+XG2G_API(const char *) xg2g_session_get_context(const xg2g_session *session, const char *key);
 
 /*
  * Sets contextData[key] = value (value NULL removes the key).

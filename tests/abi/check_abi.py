@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""ABI checks of libxg2g.so: SONAME, exported symbols, header declarations.
+
+Usage: check_abi.py LIBRARY VERSION_SCRIPT HEADER...
+Fails (exit 1) with one line per problem.
+"""
+import re
+import subprocess
+import sys
+
+
+def readelf_dynamic(lib):
+    out = subprocess.run(["readelf", "-dW", lib], check=True, capture_output=True, text=True).stdout
+    soname = re.findall(r"\(SONAME\)\s+Library soname: \[([^\]]+)\]", out)
+    needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", out)
+    return (soname[0] if soname else None), needed
+
+
+def dynamic_symbols(lib):
+    """(defined, undefined) function/object symbol names of the dynamic table."""
+    out = subprocess.run(["readelf", "--dyn-syms", "-W", lib], check=True, capture_output=True,
+                         text=True).stdout
+    defined, undefined = set(), set()
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) < 8 or not parts[0].rstrip(":").isdigit():
+            continue
+        kind, bind, ndx, name = parts[3], parts[4], parts[6], parts[7]
+        name = name.split("@")[0]
+        if not name or kind in ("SECTION", "FILE"):
+            continue
+        if ndx == "UND":
+            undefined.add(name)
+        elif bind in ("GLOBAL", "WEAK"):
+            defined.add(name)
+    return defined, undefined
+
+
+def map_globals(path):
+    text = open(path, encoding="utf-8").read()
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    names = set()
+    for block in re.findall(r"global:(.*?)(?:local:|\})", text, flags=re.S):
+        names.update(n.strip() for n in block.split(";") if n.strip())
+    return names
+
+
+def header_functions(paths):
+    names = set()
+    for path in paths:
+        text = open(path, encoding="utf-8").read()
+        names.update(re.findall(r"XG2G_API\([^)]*\)\s*(xg2g_\w+)\s*\(", text))
+    return names
+
+
+def main(argv):
+    lib, version_script, headers = argv[1], argv[2], argv[3:]
+    problems = []
+
+    soname, needed = readelf_dynamic(lib)
+    if soname != "libxg2g.so.0":
+        problems.append(f"SONAME is {soname!r}, expected 'libxg2g.so.0'")
+    for dep in needed:
+        if re.match(r"lib(crypto|ssl)\.so", dep):
+            problems.append(f"links the system {dep}; BoringSSL must be private and static")
+
+    defined, undefined = dynamic_symbols(lib)
+    exported = {s for s in defined if not s.startswith("XG2G_")}  # version node names
+    listed = map_globals(version_script)
+    declared = header_functions(headers)
+
+    for name in sorted(exported):
+        if not name.startswith("xg2g_"):
+            problems.append(f"exported symbol without the xg2g_ prefix: {name}")
+    for name in sorted(exported - listed):
+        problems.append(f"exported but not in the version script: {name}")
+    for name in sorted(listed - exported):
+        problems.append(f"in the version script but not exported: {name}")
+    for name in sorted(declared - listed):
+        problems.append(f"declared in a header but not in the version script: {name}")
+    for name in sorted(listed - declared):
+        problems.append(f"in the version script but not declared in a header: {name}")
+    crypto_imports = sorted(s for s in undefined
+                            if re.match(r"(EVP|X509|PEM|RSA|EC_KEY|BIO|RAND|SHA256|OPENSSL|CRYPTO)_", s))
+    for name in crypto_imports:
+        problems.append(f"imports a crypto symbol from outside: {name}")
+
+    for p in problems:
+        print("ABI: " + p)
+    print(f"{len(exported)} exported symbols, {len(declared)} declared functions, "
+          f"{len(problems)} problems")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
