@@ -44,6 +44,7 @@ build: deps
 
 test-main: build
 	$(MESON_TEST) -C $(BUILD)
+	tests/integration/install_check.sh $(BUILD)
 
 # Unit, store and fuzz-replay suites under ASan+UBSan.
 test-asan: deps

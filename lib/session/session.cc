@@ -129,74 +129,74 @@ using P = PipelineState;
 constexpr std::array<std::array<Cell, kSessionEventCount>, kSessionStateCount> kTransitions = {{
     // NEW
     {{
-        To(S::kStarting),                        // LEASES_ACQUIRED
-        Illegal(),                               // HOST_READY
-        Illegal(),                               // DRAIN
-        To(S::kStopped, R::kClientStop),         // STOP
-        Illegal(),                               // HOST_STOPPED
-        HostFailed(S::kFailed),                  // HOST_FAILED
-        To(S::kFailed, R::kLeaseExpired),        // LEASE_LOST
-        To(S::kFailed, R::kLeaseBusy),           // NO_TUNER
-        To(S::kFailed, R::kTuneTimeout),         // DEADLINE
-        Illegal(),                               // IDLE_TIMEOUT
-        To(S::kCancelled, R::kCancelled),        // CANCEL
+        To(S::kStarting),                  // LEASES_ACQUIRED
+        Illegal(),                         // HOST_READY
+        Illegal(),                         // DRAIN
+        To(S::kStopped, R::kClientStop),   // STOP
+        Illegal(),                         // HOST_STOPPED
+        HostFailed(S::kFailed),            // HOST_FAILED
+        To(S::kFailed, R::kLeaseExpired),  // LEASE_LOST
+        To(S::kFailed, R::kLeaseBusy),     // NO_TUNER
+        To(S::kFailed, R::kTuneTimeout),   // DEADLINE
+        Illegal(),                         // IDLE_TIMEOUT
+        To(S::kCancelled, R::kCancelled),  // CANCEL
     }},
     // STARTING
     {{
-        Illegal(),                                   // LEASES_ACQUIRED
-        HostSays(To(S::kReady), P::kRunning),        // HOST_READY
-        Illegal(),                                   // DRAIN
-        To(S::kStopping, R::kClientStop),            // STOP
-        Illegal(),                                   // HOST_STOPPED
-        HostFailed(S::kFailed),                      // HOST_FAILED
-        To(S::kFailed, R::kLeaseExpired),            // LEASE_LOST
-        Illegal(),                                   // NO_TUNER
-        To(S::kFailed, R::kTuneTimeout),             // DEADLINE
-        Illegal(),                                   // IDLE_TIMEOUT
-        To(S::kCancelled, R::kCancelled),            // CANCEL
+        Illegal(),                             // LEASES_ACQUIRED
+        HostSays(To(S::kReady), P::kRunning),  // HOST_READY
+        Illegal(),                             // DRAIN
+        To(S::kStopping, R::kClientStop),      // STOP
+        Illegal(),                             // HOST_STOPPED
+        HostFailed(S::kFailed),                // HOST_FAILED
+        To(S::kFailed, R::kLeaseExpired),      // LEASE_LOST
+        Illegal(),                             // NO_TUNER
+        To(S::kFailed, R::kTuneTimeout),       // DEADLINE
+        Illegal(),                             // IDLE_TIMEOUT
+        To(S::kCancelled, R::kCancelled),      // CANCEL
     }},
     // READY
     {{
-        Illegal(),                               // LEASES_ACQUIRED
-        Illegal(),                               // HOST_READY
-        To(S::kDraining),                        // DRAIN
-        To(S::kStopping, R::kClientStop),        // STOP
-        Illegal(),                               // HOST_STOPPED
-        HostFailed(S::kFailed),                  // HOST_FAILED
-        To(S::kFailed, R::kLeaseExpired),        // LEASE_LOST
-        Illegal(),                               // NO_TUNER
-        Illegal(),                               // DEADLINE (READY's deadline is the idle timeout)
-        To(S::kStopping, R::kIdleTimeout),       // IDLE_TIMEOUT
-        Illegal(),                               // CANCEL
+        Illegal(),                          // LEASES_ACQUIRED
+        Illegal(),                          // HOST_READY
+        To(S::kDraining),                   // DRAIN
+        To(S::kStopping, R::kClientStop),   // STOP
+        Illegal(),                          // HOST_STOPPED
+        HostFailed(S::kFailed),             // HOST_FAILED
+        To(S::kFailed, R::kLeaseExpired),   // LEASE_LOST
+        Illegal(),                          // NO_TUNER
+        Illegal(),                          // DEADLINE (READY's deadline is the idle timeout)
+        To(S::kStopping, R::kIdleTimeout),  // IDLE_TIMEOUT
+        Illegal(),                          // CANCEL
     }},
     // DRAINING
     {{
-        Illegal(),                                   // LEASES_ACQUIRED
-        Illegal(),                                   // HOST_READY
-        Illegal(),                                   // DRAIN
-        To(S::kStopping, R::kClientStop),            // STOP
-        HostSays(To(S::kStopped), P::kStopped),      // HOST_STOPPED
-        HostFailed(S::kFailed),                      // HOST_FAILED
-        To(S::kFailed, R::kLeaseExpired),            // LEASE_LOST
-        Illegal(),                                   // NO_TUNER
-        To(S::kStopping, R::kIdleTimeout),           // DEADLINE
-        Illegal(),                                   // IDLE_TIMEOUT
-        Illegal(),                                   // CANCEL
+        Illegal(),                               // LEASES_ACQUIRED
+        Illegal(),                               // HOST_READY
+        Illegal(),                               // DRAIN
+        To(S::kStopping, R::kClientStop),        // STOP
+        HostSays(To(S::kStopped), P::kStopped),  // HOST_STOPPED
+        HostFailed(S::kFailed),                  // HOST_FAILED
+        To(S::kFailed, R::kLeaseExpired),        // LEASE_LOST
+        Illegal(),                               // NO_TUNER
+        To(S::kStopping, R::kIdleTimeout),       // DEADLINE
+        Illegal(),                               // IDLE_TIMEOUT
+        Illegal(),                               // CANCEL
     }},
     // STOPPING: the session is already on its way out; failures finish the
     // teardown and the stop's reason stays (first meaningful reason wins).
     {{
-        Illegal(),                                   // LEASES_ACQUIRED
-        Illegal(),                                   // HOST_READY
-        Illegal(),                                   // DRAIN
-        Unchanged(),                                 // STOP (a repeated stop)
-        HostSays(To(S::kStopped), P::kStopped),      // HOST_STOPPED
-        HostFailed(S::kStopped),                     // HOST_FAILED
-        To(S::kStopped, R::kLeaseExpired),           // LEASE_LOST
-        Illegal(),                                   // NO_TUNER
-        To(S::kStopped, R::kIdleTimeout),            // DEADLINE
-        Illegal(),                                   // IDLE_TIMEOUT
-        Illegal(),                                   // CANCEL
+        Illegal(),                               // LEASES_ACQUIRED
+        Illegal(),                               // HOST_READY
+        Illegal(),                               // DRAIN
+        Unchanged(),                             // STOP (a repeated stop)
+        HostSays(To(S::kStopped), P::kStopped),  // HOST_STOPPED
+        HostFailed(S::kStopped),                 // HOST_FAILED
+        To(S::kStopped, R::kLeaseExpired),       // LEASE_LOST
+        Illegal(),                               // NO_TUNER
+        To(S::kStopped, R::kIdleTimeout),        // DEADLINE
+        Illegal(),                               // IDLE_TIMEOUT
+        Illegal(),                               // CANCEL
     }},
     // FAILED (terminal)
     {{Illegal(), Illegal(), Illegal(), Unchanged(), Illegal(), Illegal(), Illegal(), Illegal(),
@@ -250,7 +250,7 @@ Reason Proposal(const Cell& cell, Reason reported) {
 
 // NextState plus what ApplyEvent needs to know beyond it.
 struct Outcome {
-  Transition transition;
+  Transition transition{.to = SessionState::kNew, .reason = Reason::kNone, .changed = false};
   bool reason_set = false;  // this event supplied the record's reason
   std::optional<PipelineState> pipeline;
 };
@@ -272,18 +272,20 @@ absl::StatusOr<Outcome> Decide(SessionState from, SessionEvent event, Reason cur
   const Cell& cell = kTransitions[static_cast<size_t>(from)][static_cast<size_t>(event)];
   switch (cell.kind) {
     case CellKind::kIllegal:
-      return StateError(fmt::format("event {} is not allowed in state {}", EventName(event),
-                                    StateName(from)));
-    case CellKind::kUnchanged:
-      return Outcome{.transition = {.to = from, .reason = current, .changed = false}};
+      return StateError(
+          fmt::format("event {} is not allowed in state {}", EventName(event), StateName(from)));
+    case CellKind::kUnchanged: {
+      Outcome unchanged;
+      unchanged.transition = Transition{.to = from, .reason = current, .changed = false};
+      return unchanged;
+    }
     case CellKind::kMove: break;
   }
   const Reason proposed = Proposal(cell, reported);
-  const bool reason_set = Replaces(current, proposed);
-  Outcome outcome{
-      .transition = {.to = cell.to, .reason = reason_set ? proposed : current, .changed = true},
-      .reason_set = reason_set,
-  };
+  Outcome outcome;
+  outcome.reason_set = Replaces(current, proposed);
+  outcome.transition =
+      Transition{.to = cell.to, .reason = outcome.reason_set ? proposed : current, .changed = true};
   if (cell.sets_pipeline) outcome.pipeline = cell.pipeline;
   return outcome;
 }

@@ -76,15 +76,21 @@ class Store {
 
   // Visits a snapshot of all sessions; the visitor returns false to stop.
   // The visitor runs with no store lock held and may call back into the store.
+  // Every backend visits a session that exists for the whole scan exactly
+  // once; one written or deleted during the scan may or may not be visited
+  // (a backend may page). The memory backend visits a point-in-time snapshot.
   using Visitor = std::function<bool(const SessionRecord&)>;
   [[nodiscard]] virtual absl::Status ScanSessions(const Visitor& visit) = 0;
 
-  // Sessions ordered by id; limit in [1, kMaxPageLimit].
+  // Sessions ordered by id (byte order), skipping `offset`; limit in
+  // [1, kMaxPageLimit], else InvalidError naming the limit. `total` counts all
+  // sessions; an offset past the end gives an empty page.
   [[nodiscard]] virtual absl::StatusOr<SessionPage> ListSessions(size_t offset,
                                                                  size_t limit) = 0;
 
-  // One atomic step: a new key stores key and session together; an existing,
-  // unexpired key returns the existing entry with nothing written.
+  // One atomic step: a new (or expired) key stores key and session together;
+  // an existing, unexpired key returns the existing entry with nothing
+  // written, whatever the fingerprint (comparing it is the caller's job).
   [[nodiscard]] virtual absl::StatusOr<IdempotencyOutcome> PutSessionWithIdempotency(
       const SessionRecord& record, std::string_view key, std::string_view fingerprint,
       int64_t ttl_ms) = 0;
@@ -104,12 +110,15 @@ class Store {
   [[nodiscard]] virtual absl::StatusOr<LeaseGrant> RenewLease(std::string_view key,
                                                               std::string_view owner,
                                                               int64_t ttl_ms) = 0;
+  // NotFoundError when not held (released or expired); ConflictError when
+  // another owner holds it.
   [[nodiscard]] virtual absl::Status ReleaseLease(std::string_view key,
                                                   std::string_view owner) = 0;
   // The unexpired leases, ordered by key.
   [[nodiscard]] virtual absl::StatusOr<std::vector<LeaseInfo>> ListLeases() = 0;
 
-  // The store's clock in milliseconds (what lease and key deadlines use).
+  // The store's clock in milliseconds (what lease and key deadlines use): an
+  // entry with deadline d is live while NowMs() < d.
   [[nodiscard]] virtual int64_t NowMs() const = 0;
 };
 

@@ -1,0 +1,561 @@
+// The session record's JSON form (DESIGN.md §2, docs/session-model.md):
+// written with fmt, read with simdjson's on-demand API using error codes only.
+//
+// Decoding is strict about what it understands and lenient about what it does
+// not: a known field with the wrong type is a CorruptError naming the field,
+// an unknown field is validated as JSON and otherwise ignored so that a newer
+// writer's additions do not break an older reader.
+#include <cstdint>
+#include <iterator>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include <fmt/format.h>
+#include <simdjson.h>
+
+#include "lib/common/status.h"
+#include "lib/session/session.h"
+
+namespace xg2g {
+namespace {
+
+namespace ondemand = simdjson::ondemand;
+
+// Documents up to this size are parsed by a per-thread parser that keeps its
+// buffers between calls; larger ones get a parser of their own so that one
+// huge record does not pin its memory to the thread.
+constexpr size_t kThreadParserMaxBytes = 64 * 1024;
+
+// Unknown fields may hold any JSON, but not arbitrarily deep JSON: the
+// validation below recurses.
+constexpr int kMaxUnknownDepth = 64;
+
+// Longest excerpt of an input key quoted in an error message.
+constexpr size_t kMaxQuotedKey = 64;
+
+// ---------------------------------------------------------------------------
+// Writing
+
+// Length of the well-formed UTF-8 sequence starting at s[i] (1..4), or 0 when
+// the bytes there are not one (stray continuation byte, overlong form,
+// surrogate, beyond U+10FFFF, or cut short).
+size_t Utf8SequenceLength(std::string_view s, size_t i) {
+  const auto b0 = static_cast<unsigned char>(s[i]);
+  if (b0 < 0x80) return 1;
+  size_t len = 0;
+  if (b0 >= 0xC2 && b0 <= 0xDF) {
+    len = 2;
+  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
+    len = 3;
+  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
+    len = 4;
+  } else {
+    return 0;
+  }
+  if (s.size() - i < len) return 0;
+  for (size_t k = 1; k < len; ++k) {
+    if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return 0;
+  }
+  const auto b1 = static_cast<unsigned char>(s[i + 1]);
+  if (b0 == 0xE0 && b1 < 0xA0) return 0;   // overlong
+  if (b0 == 0xED && b1 >= 0xA0) return 0;  // UTF-16 surrogate
+  if (b0 == 0xF0 && b1 < 0x90) return 0;   // overlong
+  if (b0 == 0xF4 && b1 >= 0x90) return 0;  // beyond U+10FFFF
+  return len;
+}
+
+// Appends `s` as a JSON string literal: quote and backslash escaped, control
+// characters as \u00XX, well-formed UTF-8 copied as is. Bytes that are not
+// UTF-8 become U+FFFD so that the output is always valid JSON (the decoder
+// rejects invalid UTF-8, and a record we wrote must read back).
+void AppendJsonString(fmt::memory_buffer& out, std::string_view s) {
+  out.push_back('"');
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(static_cast<char>(c));
+      ++i;
+    } else if (c < 0x20) {
+      fmt::format_to(std::back_inserter(out), "\\u{:04x}", static_cast<unsigned>(c));
+      ++i;
+    } else if (c < 0x80) {
+      out.push_back(static_cast<char>(c));
+      ++i;
+    } else if (const size_t n = Utf8SequenceLength(s, i); n != 0) {
+      out.append(s.data() + i, s.data() + i + n);
+      i += n;
+    } else {
+      constexpr std::string_view kReplacement = "\xEF\xBF\xBD";
+      out.append(kReplacement.data(), kReplacement.data() + kReplacement.size());
+      ++i;
+    }
+  }
+  out.push_back('"');
+}
+
+// Appends `,"name":` (or `"name":` for the first member).
+void AppendKey(fmt::memory_buffer& out, std::string_view name, bool first = false) {
+  if (!first) out.push_back(',');
+  AppendJsonString(out, name);
+  out.push_back(':');
+}
+
+void AppendInt(fmt::memory_buffer& out, int64_t value) {
+  fmt::format_to(std::back_inserter(out), "{}", value);
+}
+
+void AppendBool(fmt::memory_buffer& out, bool value) {
+  const std::string_view text = value ? "true" : "false";
+  out.append(text.data(), text.data() + text.size());
+}
+
+// An input key quoted for an error message: escaped and cut short.
+std::string QuoteKey(std::string_view key) {
+  fmt::memory_buffer out;
+  AppendJsonString(out, key.substr(0, kMaxQuotedKey));
+  std::string quoted = fmt::to_string(out);
+  if (key.size() > kMaxQuotedKey) quoted += "...";
+  return quoted;
+}
+
+// ---------------------------------------------------------------------------
+// Reading
+
+absl::Status Corrupt(std::string_view field, std::string_view what) {
+  return CorruptError(fmt::format("session record: field {} {}", field, what));
+}
+
+// A simdjson error while reading `field` (empty: the document as a whole).
+absl::Status JsonError(std::string_view field, simdjson::error_code error,
+                       std::string_view expected = {}) {
+  if (error == simdjson::MEMALLOC) {
+    return MakeError(ErrorCode::kNoMemory, "session record: out of memory while parsing");
+  }
+  if (error == simdjson::INCORRECT_TYPE && !expected.empty()) {
+    return Corrupt(field, fmt::format("is not {}", expected));
+  }
+  if (error == simdjson::NUMBER_OUT_OF_RANGE) {
+    return Corrupt(field, "is out of range");
+  }
+  if (field.empty()) {
+    return CorruptError(
+        fmt::format("session record: malformed JSON ({})", simdjson::error_message(error)));
+  }
+  return Corrupt(field, fmt::format("is malformed JSON ({})", simdjson::error_message(error)));
+}
+
+absl::Status ReadString(ondemand::value& value, std::string_view field, std::string& out) {
+  std::string_view text;
+  if (auto error = value.get_string().get(text)) return JsonError(field, error, "a string");
+  out.assign(text.data(), text.size());
+  return absl::OkStatus();
+}
+
+absl::Status ReadInt(ondemand::value& value, std::string_view field, int64_t min, int64_t& out) {
+  // Tell "not an integer" from "an integer too large" before converting:
+  // simdjson reports both as a type error.
+  ondemand::json_type type;
+  if (auto error = value.type().get(type)) return JsonError(field, error);
+  if (type != ondemand::json_type::number) return Corrupt(field, "is not an integer");
+  const std::string_view token = value.raw_json_token();
+  if (token.find_first_of(".eE") != std::string_view::npos) {
+    return Corrupt(field, "is not an integer");
+  }
+  int64_t number = 0;
+  if (auto error = value.get_int64().get(number)) {
+    if (error == simdjson::INCORRECT_TYPE || error == simdjson::NUMBER_OUT_OF_RANGE) {
+      return Corrupt(field, "is out of range");
+    }
+    return JsonError(field, error);
+  }
+  if (number < min) return Corrupt(field, fmt::format("is out of range ({} < {})", number, min));
+  out = number;
+  return absl::OkStatus();
+}
+
+absl::Status ReadBool(ondemand::value& value, std::string_view field, bool& out) {
+  if (auto error = value.get_bool().get(out)) return JsonError(field, error, "a boolean");
+  return absl::OkStatus();
+}
+
+template <typename Enum>
+absl::Status ReadEnum(ondemand::value& value, std::string_view field,
+                      std::optional<Enum> (*parse)(std::string_view), Enum& out) {
+  std::string_view text;
+  if (auto error = value.get_string().get(text)) return JsonError(field, error, "a string");
+  const std::optional<Enum> parsed = parse(text);
+  if (!parsed.has_value()) {
+    return Corrupt(field, fmt::format("has unknown value {}", QuoteKey(text)));
+  }
+  out = *parsed;
+  return absl::OkStatus();
+}
+
+// True when `token` (a raw token, possibly followed by white space) is a
+// number as RFC 8259 spells it: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+bool IsJsonNumber(std::string_view token) {
+  while (!token.empty() && (token.back() == ' ' || token.back() == '\t' || token.back() == '\n' ||
+                            token.back() == '\r')) {
+    token.remove_suffix(1);
+  }
+  size_t i = 0;
+  const auto digit = [&](size_t at) {
+    return at < token.size() && token[at] >= '0' && token[at] <= '9';
+  };
+  const auto digits = [&]() {
+    const size_t start = i;
+    while (digit(i)) ++i;
+    return i > start;
+  };
+  if (i < token.size() && token[i] == '-') ++i;
+  if (i < token.size() && token[i] == '0') {
+    ++i;
+  } else if (!digits()) {
+    return false;
+  }
+  if (i < token.size() && token[i] == '.') {
+    ++i;
+    if (!digits()) return false;
+  }
+  if (i < token.size() && (token[i] == 'e' || token[i] == 'E')) {
+    ++i;
+    if (i < token.size() && (token[i] == '+' || token[i] == '-')) ++i;
+    if (!digits()) return false;
+  }
+  return i == token.size();
+}
+
+// Validates a value nobody asked for (an unknown field): it must be
+// well-formed JSON even though its content is ignored.
+absl::Status SkipValue(ondemand::value& value, std::string_view field, int depth) {
+  if (depth > kMaxUnknownDepth) return Corrupt(field, "is nested too deeply");
+  ondemand::json_type type;
+  if (auto error = value.type().get(type)) return JsonError(field, error);
+  switch (type) {
+    case ondemand::json_type::object: {
+      ondemand::object object;
+      if (auto error = value.get_object().get(object)) return JsonError(field, error);
+      for (auto member : object) {
+        std::string_view key;
+        if (auto error = member.unescaped_key().get(key)) return JsonError(field, error);
+        ondemand::value inner;
+        if (auto error = member.value().get(inner)) return JsonError(field, error);
+        XG2G_RETURN_IF_ERROR(SkipValue(inner, field, depth + 1));
+      }
+      return absl::OkStatus();
+    }
+    case ondemand::json_type::array: {
+      ondemand::array array;
+      if (auto error = value.get_array().get(array)) return JsonError(field, error);
+      for (auto element : array) {
+        ondemand::value inner;
+        if (auto error = element.get(inner)) return JsonError(field, error);
+        XG2G_RETURN_IF_ERROR(SkipValue(inner, field, depth + 1));
+      }
+      return absl::OkStatus();
+    }
+    case ondemand::json_type::number:
+      // Checked against the grammar rather than converted: any JSON number is
+      // acceptable here, also one no double can hold.
+      if (!IsJsonNumber(value.raw_json_token())) return Corrupt(field, "is a malformed number");
+      return absl::OkStatus();
+    case ondemand::json_type::string: {
+      std::string_view text;
+      if (auto error = value.get_string().get(text)) return JsonError(field, error);
+      return absl::OkStatus();
+    }
+    case ondemand::json_type::boolean: {
+      bool flag = false;
+      if (auto error = value.get_bool().get(flag)) return JsonError(field, error);
+      return absl::OkStatus();
+    }
+    case ondemand::json_type::null: {
+      bool is_null = false;
+      if (auto error = value.is_null().get(is_null)) return JsonError(field, error);
+      if (!is_null) return Corrupt(field, "is malformed JSON");
+      return absl::OkStatus();
+    }
+  }
+  return Corrupt(field, "is malformed JSON");
+}
+
+// Iterates the members of the object in `value` (a type error names `field`),
+// calling `on_member(key, member_value)` for each; its first error ends the
+// iteration.
+template <typename OnMember>
+absl::Status ForEachMember(ondemand::value& value, std::string_view field, OnMember on_member) {
+  ondemand::object object;
+  if (auto error = value.get_object().get(object)) return JsonError(field, error, "an object");
+  for (auto member : object) {
+    std::string_view key;
+    if (auto error = member.unescaped_key().get(key)) return JsonError(field, error);
+    ondemand::value inner;
+    if (auto error = member.value().get(inner)) return JsonError(field, error);
+    XG2G_RETURN_IF_ERROR(on_member(key, inner));
+  }
+  return absl::OkStatus();
+}
+
+// The fields a record may carry. Each is a bit in a "seen" mask so that a
+// field given twice is caught.
+enum Field : uint32_t {
+  kFieldSchemaVersion = 1u << 0,
+  kFieldSessionId = 1u << 1,
+  kFieldServiceRef = 1u << 2,
+  kFieldProfile = 1u << 3,
+  kFieldState = 1u << 4,
+  kFieldPipelineState = 1u << 5,
+  kFieldReason = 1u << 6,
+  kFieldReasonDetail = 1u << 7,
+  kFieldCorrelationId = 1u << 8,
+  kFieldCreatedAt = 1u << 9,
+  kFieldUpdatedAt = 1u << 10,
+  kFieldExpiresAt = 1u << 11,
+  kFieldContextData = 1u << 12,
+  kFieldPrincipal = 1u << 13,
+  kFieldRevision = 1u << 14,
+};
+
+struct FieldSpec {
+  std::string_view name;
+  Field bit;
+};
+
+constexpr FieldSpec kFields[] = {
+    {"schemaVersion", kFieldSchemaVersion},
+    {"sessionId", kFieldSessionId},
+    {"serviceRef", kFieldServiceRef},
+    {"profile", kFieldProfile},
+    {"state", kFieldState},
+    {"pipelineState", kFieldPipelineState},
+    {"reason", kFieldReason},
+    {"reasonDetail", kFieldReasonDetail},
+    {"correlationId", kFieldCorrelationId},
+    {"createdAtUnix", kFieldCreatedAt},
+    {"updatedAtUnix", kFieldUpdatedAt},
+    {"expiresAtUnix", kFieldExpiresAt},
+    {"contextData", kFieldContextData},
+    {"principal", kFieldPrincipal},
+    {"revision", kFieldRevision},
+};
+
+std::optional<Field> LookupField(std::string_view name) {
+  for (const FieldSpec& spec : kFields) {
+    if (spec.name == name) return spec.bit;
+  }
+  return std::nullopt;
+}
+
+absl::Status CheckSchemaVersion(int64_t version) {
+  if (version > kSessionSchemaVersion) {
+    return CorruptError(fmt::format(
+        "session record: schemaVersion {} was written by a newer version (this one reads up to {})",
+        version, kSessionSchemaVersion));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ReadProfile(ondemand::value& value, Profile& profile) {
+  uint32_t seen = 0;
+  return ForEachMember(value, "profile", [&](std::string_view key, ondemand::value& inner) {
+    uint32_t bit = 0;
+    if (key == "name") {
+      bit = 1;
+    } else if (key == "llhls") {
+      bit = 2;
+    } else if (key == "dvrWindowSec") {
+      bit = 4;
+    } else {
+      return SkipValue(inner, "profile", 1);
+    }
+    if (seen & bit) return Corrupt(fmt::format("profile.{}", key), "appears twice");
+    seen |= bit;
+    if (bit == 1) return ReadString(inner, "profile.name", profile.name);
+    if (bit == 2) return ReadBool(inner, "profile.llhls", profile.llhls);
+    return ReadInt(inner, "profile.dvrWindowSec", 0, profile.dvr_window_sec);
+  });
+}
+
+absl::Status ReadContextData(ondemand::value& value, std::map<std::string, std::string>& out) {
+  return ForEachMember(value, "contextData", [&](std::string_view key, ondemand::value& inner) {
+    std::string_view entry;
+    if (auto error = inner.get_string().get(entry)) {
+      return JsonError(fmt::format("contextData[{}]", QuoteKey(key)), error, "a string");
+    }
+    if (!out.emplace(std::string(key), std::string(entry)).second) {
+      return Corrupt("contextData", fmt::format("has the key {} twice", QuoteKey(key)));
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::Status ReadField(Field field, std::string_view name, ondemand::value& value,
+                       SessionRecord& record) {
+  switch (field) {
+    case kFieldSchemaVersion: {
+      int64_t version = 0;
+      XG2G_RETURN_IF_ERROR(ReadInt(value, name, 1, version));
+      return CheckSchemaVersion(version);
+    }
+    case kFieldSessionId:
+      XG2G_RETURN_IF_ERROR(ReadString(value, name, record.session_id));
+      if (!IsValidSessionId(record.session_id)) {
+        return Corrupt(name, "is not a valid session id (^[A-Za-z0-9_-]{1,64}$)");
+      }
+      return absl::OkStatus();
+    case kFieldServiceRef:
+      XG2G_RETURN_IF_ERROR(ReadString(value, name, record.service_ref));
+      if (record.service_ref.empty()) return Corrupt(name, "is empty");
+      return absl::OkStatus();
+    case kFieldProfile: return ReadProfile(value, record.profile);
+    case kFieldState: return ReadEnum(value, name, &ParseState, record.state);
+    case kFieldPipelineState:
+      return ReadEnum(value, name, &ParsePipelineState, record.pipeline_state);
+    case kFieldReason: return ReadEnum(value, name, &ParseReason, record.reason);
+    case kFieldReasonDetail: return ReadString(value, name, record.reason_detail);
+    case kFieldCorrelationId: return ReadString(value, name, record.correlation_id);
+    case kFieldCreatedAt: return ReadInt(value, name, 0, record.created_at_unix);
+    case kFieldUpdatedAt: return ReadInt(value, name, 0, record.updated_at_unix);
+    case kFieldExpiresAt: return ReadInt(value, name, 0, record.expires_at_unix);
+    case kFieldContextData: return ReadContextData(value, record.context_data);
+    case kFieldPrincipal: return ReadString(value, name, record.principal);
+    case kFieldRevision: return ReadInt(value, name, 0, record.revision);
+  }
+  return InternalError(fmt::format("session record: field {} has no reader", name));
+}
+
+absl::StatusOr<SessionRecord> DecodeWith(ondemand::parser& parser,
+                                         const simdjson::padded_string& padded) {
+  ondemand::document doc;
+  if (auto error = parser.iterate(padded).get(doc)) return JsonError({}, error);
+  ondemand::object object;
+  if (auto error = doc.get_object().get(object)) {
+    if (error == simdjson::INCORRECT_TYPE) {
+      return CorruptError("session record: not a JSON object");
+    }
+    return JsonError({}, error);
+  }
+
+  // A record from a newer writer is refused as such before anything else in
+  // it is judged: its fields may mean something this version does not know.
+  {
+    ondemand::value version_value;
+    const auto error = object.find_field_unordered("schemaVersion").get(version_value);
+    if (error == simdjson::SUCCESS) {
+      int64_t version = 0;
+      XG2G_RETURN_IF_ERROR(ReadInt(version_value, "schemaVersion", 1, version));
+      XG2G_RETURN_IF_ERROR(CheckSchemaVersion(version));
+    } else if (error != simdjson::NO_SUCH_FIELD) {
+      return JsonError({}, error);
+    }
+    bool has_members = false;
+    if (auto reset_error = object.reset().get(has_members)) return JsonError({}, reset_error);
+  }
+
+  SessionRecord record;
+  uint32_t seen = 0;
+  for (auto member : object) {
+    std::string_view key;
+    if (auto error = member.unescaped_key().get(key)) return JsonError({}, error);
+    ondemand::value value;
+    if (auto error = member.value().get(value)) return JsonError({}, error);
+    const std::optional<Field> field = LookupField(key);
+    if (!field.has_value()) {
+      // Forward compatibility: fields this version does not know are ignored.
+      XG2G_RETURN_IF_ERROR(SkipValue(value, QuoteKey(key), 1));
+      continue;
+    }
+    if (seen & *field) return Corrupt(key, "appears twice");
+    seen |= *field;
+    XG2G_RETURN_IF_ERROR(ReadField(*field, key, value, record));
+  }
+
+  const char* location = nullptr;
+  const auto end_error = doc.current_location().get(location);
+  if (end_error == simdjson::SUCCESS) {
+    return CorruptError("session record: trailing content after the JSON object");
+  }
+  if (end_error != simdjson::OUT_OF_BOUNDS) return JsonError({}, end_error);
+
+  for (const Field required : {kFieldSessionId, kFieldServiceRef, kFieldState}) {
+    if ((seen & required) == 0) {
+      for (const FieldSpec& spec : kFields) {
+        if (spec.bit == required) return Corrupt(spec.name, "is missing");
+      }
+    }
+  }
+  return record;
+}
+
+}  // namespace
+
+std::string EncodeSession(const SessionRecord& record) {
+  fmt::memory_buffer out;
+  out.push_back('{');
+  AppendKey(out, "schemaVersion", /*first=*/true);
+  AppendInt(out, kSessionSchemaVersion);
+  AppendKey(out, "sessionId");
+  AppendJsonString(out, record.session_id);
+  AppendKey(out, "serviceRef");
+  AppendJsonString(out, record.service_ref);
+  AppendKey(out, "profile");
+  out.push_back('{');
+  AppendKey(out, "name", /*first=*/true);
+  AppendJsonString(out, record.profile.name);
+  AppendKey(out, "llhls");
+  AppendBool(out, record.profile.llhls);
+  AppendKey(out, "dvrWindowSec");
+  AppendInt(out, record.profile.dvr_window_sec);
+  out.push_back('}');
+  AppendKey(out, "state");
+  AppendJsonString(out, StateName(record.state));
+  AppendKey(out, "pipelineState");
+  AppendJsonString(out, PipelineStateName(record.pipeline_state));
+  AppendKey(out, "reason");
+  AppendJsonString(out, ReasonName(record.reason));
+  AppendKey(out, "reasonDetail");
+  AppendJsonString(out, record.reason_detail);
+  AppendKey(out, "correlationId");
+  AppendJsonString(out, record.correlation_id);
+  AppendKey(out, "createdAtUnix");
+  AppendInt(out, record.created_at_unix);
+  AppendKey(out, "updatedAtUnix");
+  AppendInt(out, record.updated_at_unix);
+  AppendKey(out, "expiresAtUnix");
+  AppendInt(out, record.expires_at_unix);
+  AppendKey(out, "contextData");
+  out.push_back('{');
+  bool first = true;
+  for (const auto& [key, value] : record.context_data) {
+    AppendKey(out, key, first);
+    AppendJsonString(out, value);
+    first = false;
+  }
+  out.push_back('}');
+  AppendKey(out, "principal");
+  AppendJsonString(out, record.principal);
+  AppendKey(out, "revision");
+  AppendInt(out, record.revision);
+  out.push_back('}');
+  return fmt::to_string(out);
+}
+
+absl::StatusOr<SessionRecord> DecodeSession(std::string_view json) {
+  const simdjson::padded_string padded(json);
+  if (padded.data() == nullptr) {
+    return MakeError(ErrorCode::kNoMemory, "session record: out of memory while parsing");
+  }
+  if (json.size() <= kThreadParserMaxBytes) {
+    thread_local ondemand::parser parser;
+    return DecodeWith(parser, padded);
+  }
+  ondemand::parser parser;
+  return DecodeWith(parser, padded);
+}
+
+}  // namespace xg2g

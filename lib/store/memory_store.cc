@@ -1,0 +1,389 @@
+#include "lib/store/memory_store.h"
+
+#include <algorithm>
+#include <chrono>
+#include <limits>
+#include <random>
+#include <thread>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "lib/common/status.h"
+#include "lib/session/session.h"
+
+namespace xg2g {
+namespace {
+
+// Drops the entries `expired` says are gone once the map has grown to
+// `sweep_at`, then moves the threshold to twice what is left: each insert pays
+// O(1) amortised for the clean-up.
+template <typename Map, typename Expired>
+void MaybeSweep(Map& map, size_t& sweep_at, size_t min_sweep, Expired expired) {
+  if (map.size() < sweep_at) return;
+  std::erase_if(map, [&](const auto& entry) { return expired(entry.second); });
+  sweep_at = std::max(min_sweep, 2 * map.size());
+}
+
+// Pause before retry `attempt` (1-based) of an optimistic update that lost a
+// race: nothing at first, then a yield, then a random sleep whose bound
+// doubles up to 1 ms. The randomness keeps contending writers from meeting
+// again in lockstep.
+void BackOff(int attempt) {
+  if (attempt < 2) return;
+  if (attempt < 6) {
+    std::this_thread::yield();
+    return;
+  }
+  thread_local std::minstd_rand random(
+      static_cast<uint32_t>(std::hash<std::thread::id>{}(std::this_thread::get_id())));
+  const int64_t bound_us = std::min<int64_t>(1000, int64_t{8} << std::min(attempt - 6, 10));
+  std::uniform_int_distribution<int64_t> pick(0, bound_us);
+  std::this_thread::sleep_for(std::chrono::microseconds(pick(random)));
+}
+
+absl::Status ValidateLeaseArgs(std::string_view key, std::string_view owner) {
+  if (key.empty()) return InvalidError("lease key is empty");
+  if (owner.empty()) return InvalidError(fmt::format("lease '{}': owner is empty", key));
+  return absl::OkStatus();
+}
+
+absl::Status ValidateLeaseTtl(std::string_view key, int64_t ttl_ms) {
+  if (ttl_ms <= 0) {
+    return InvalidError(fmt::format("lease '{}': ttl_ms must be > 0, got {}", key, ttl_ms));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateIdempotencyKey(std::string_view key) {
+  if (key.empty()) return InvalidError("idempotency key is empty");
+  return absl::OkStatus();
+}
+
+absl::Status NotHeldError(std::string_view key) {
+  return NotFoundError(fmt::format("lease '{}' is not held (never acquired, released or expired)",
+                                   key));
+}
+
+absl::Status HeldByOtherError(std::string_view key, std::string_view holder,
+                              std::string_view owner) {
+  return ConflictError(
+      fmt::format("lease '{}' is held by '{}', not by '{}'", key, holder, owner));
+}
+
+absl::Status SessionNotFound(std::string_view id) {
+  return NotFoundError(fmt::format("session '{}' not found", id));
+}
+
+}  // namespace
+
+MemoryStore::MemoryStore(Clock* clock) : clock_(clock != nullptr ? clock : Clock::Real()) {}
+
+size_t MemoryStore::ShardOf(std::string_view key) {
+  return std::hash<std::string_view>{}(key) % kShardCount;
+}
+
+int64_t MemoryStore::NowMs() const { return clock_->MonotonicMs(); }
+
+int64_t MemoryStore::DeadlineAfter(int64_t ttl_ms) const {
+  const int64_t now = NowMs();
+  if (ttl_ms > std::numeric_limits<int64_t>::max() - now) {
+    return std::numeric_limits<int64_t>::max();
+  }
+  return now + ttl_ms;
+}
+
+// ---------------------------------------------------------------- sessions
+
+absl::Status MemoryStore::PutSession(const SessionRecord& record) {
+  XG2G_RETURN_IF_ERROR(ValidateSessionId(record.session_id));
+  SessionRecord stored = record;
+  SessionShard& shard = session_shards_[ShardOf(record.session_id)];
+  std::unique_lock lock(shard.mu);
+  // Taken under the lock: writes of one record get increasing revisions in
+  // the order they are applied.
+  stored.revision = NextRevision();
+  shard.sessions.insert_or_assign(record.session_id, std::move(stored));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SessionRecord> MemoryStore::GetSession(std::string_view id) {
+  XG2G_RETURN_IF_ERROR(ValidateSessionId(id));
+  const SessionShard& shard = session_shards_[ShardOf(id)];
+  std::shared_lock lock(shard.mu);
+  auto it = shard.sessions.find(id);
+  if (it == shard.sessions.end()) return SessionNotFound(id);
+  return it->second;
+}
+
+absl::StatusOr<SessionRecord> MemoryStore::UpdateSession(std::string_view id,
+                                                         const Mutator& mutate) {
+  XG2G_RETURN_IF_ERROR(ValidateSessionId(id));
+  if (!mutate) return InvalidError(fmt::format("session '{}': update without a mutator", id));
+  SessionShard& shard = session_shards_[ShardOf(id)];
+  for (int attempt = 0; attempt < kMaxUpdateAttempts; ++attempt) {
+    BackOff(attempt);
+    SessionRecord copy;
+    {
+      std::shared_lock lock(shard.mu);
+      auto it = shard.sessions.find(id);
+      if (it == shard.sessions.end()) return SessionNotFound(id);
+      copy = it->second;
+    }
+    const int64_t read_revision = copy.revision;
+    // Caller code: no lock held, so it may call back into the store.
+    XG2G_RETURN_IF_ERROR(mutate(copy));
+    if (copy.session_id != id) {
+      return InvalidError(fmt::format("session '{}': the mutator changed the session id to '{}'",
+                                      id, copy.session_id));
+    }
+    std::unique_lock lock(shard.mu);
+    auto it = shard.sessions.find(id);
+    if (it == shard.sessions.end()) {
+      return NotFoundError(fmt::format("session '{}' was deleted during the update", id));
+    }
+    if (it->second.revision != read_revision) continue;  // lost a race: mutate the fresh copy
+    copy.revision = NextRevision();
+    it->second = copy;
+    return copy;
+  }
+  return ConflictError(fmt::format(
+      "session '{}': the update lost to concurrent writes {} times in a row; nothing written",
+      id, kMaxUpdateAttempts));
+}
+
+absl::Status MemoryStore::DeleteSession(std::string_view id) {
+  XG2G_RETURN_IF_ERROR(ValidateSessionId(id));
+  SessionShard& shard = session_shards_[ShardOf(id)];
+  std::unique_lock lock(shard.mu);
+  auto it = shard.sessions.find(id);
+  if (it == shard.sessions.end()) return SessionNotFound(id);
+  shard.sessions.erase(it);
+  return absl::OkStatus();
+}
+
+absl::Status MemoryStore::ScanSessions(const Visitor& visit) {
+  if (!visit) return InvalidError("session scan without a visitor");
+  std::vector<SessionRecord> snapshot;
+  {
+    // All shards at once (ascending order, shared): a point-in-time snapshot.
+    // Writers wait for the copy only, never for the visitor.
+    std::vector<std::shared_lock<std::shared_mutex>> locks;
+    locks.reserve(kShardCount);
+    size_t total = 0;
+    for (SessionShard& shard : session_shards_) {
+      locks.emplace_back(shard.mu);
+      total += shard.sessions.size();
+    }
+    snapshot.reserve(total);
+    for (SessionShard& shard : session_shards_) {
+      for (const auto& [id, record] : shard.sessions) snapshot.push_back(record);
+    }
+  }
+  for (const SessionRecord& record : snapshot) {
+    if (!visit(record)) break;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<SessionPage> MemoryStore::ListSessions(size_t offset, size_t limit) {
+  if (limit == 0 || limit > kMaxPageLimit) {
+    return InvalidError(
+        fmt::format("limit must be between 1 and {}, got {}", kMaxPageLimit, limit));
+  }
+  using Iterator = OrderedMap<SessionRecord>::const_iterator;
+  struct Cursor {
+    Iterator at;
+    Iterator end;
+  };
+  // Min-heap on the id under each cursor: merges the sorted shards.
+  const auto after = [](const Cursor& a, const Cursor& b) { return a.at->first > b.at->first; };
+
+  SessionPage page;
+  std::vector<std::shared_lock<std::shared_mutex>> locks;
+  locks.reserve(kShardCount);
+  std::vector<Cursor> heap;
+  heap.reserve(kShardCount);
+  for (SessionShard& shard : session_shards_) {
+    locks.emplace_back(shard.mu);
+    page.total += shard.sessions.size();
+    if (!shard.sessions.empty()) heap.push_back({shard.sessions.cbegin(), shard.sessions.cend()});
+  }
+  if (offset >= page.total) return page;
+  page.sessions.reserve(std::min(limit, page.total - offset));
+  std::make_heap(heap.begin(), heap.end(), after);
+  size_t index = 0;
+  while (!heap.empty() && page.sessions.size() < limit) {
+    std::pop_heap(heap.begin(), heap.end(), after);
+    Cursor& cursor = heap.back();
+    if (index >= offset) page.sessions.push_back(cursor.at->second);
+    ++index;
+    if (++cursor.at == cursor.end) {
+      heap.pop_back();
+    } else {
+      std::push_heap(heap.begin(), heap.end(), after);
+    }
+  }
+  return page;
+}
+
+// ---------------------------------------------------------- idempotency keys
+
+absl::StatusOr<IdempotencyOutcome> MemoryStore::PutSessionWithIdempotency(
+    const SessionRecord& record, std::string_view key, std::string_view fingerprint,
+    int64_t ttl_ms) {
+  XG2G_RETURN_IF_ERROR(ValidateIdempotencyKey(key));
+  if (ttl_ms <= 0) {
+    return InvalidError(
+        fmt::format("idempotency key '{}': ttl_ms must be > 0, got {}", key, ttl_ms));
+  }
+  if (absl::Status valid = ValidateSessionId(record.session_id); !valid.ok()) {
+    return InvalidError(
+        fmt::format("idempotency key '{}': {}", key, FromAbsl(valid.message())));
+  }
+
+  IdempotencyShard& keys = idempotency_shards_[ShardOf(key)];
+  std::lock_guard key_lock(keys.mu);
+  const int64_t now = NowMs();
+  MaybeSweep(keys.entries, keys.sweep_at, kMinSweepSize,
+             [now](const IdempotencyEntry& e) { return now >= e.expires_at_ms; });
+  auto existing = keys.entries.find(key);
+  if (existing != keys.entries.end() && now < existing->second.expires_at_ms) {
+    IdempotencyOutcome outcome;
+    outcome.existing = existing->second;
+    return outcome;
+  }
+
+  // Everything that can throw (allocation) happens before the first write or
+  // is undone, so the key and the session are stored together or not at all.
+  IdempotencyEntry entry{record.session_id, std::string(fingerprint), DeadlineAfter(ttl_ms)};
+  SessionRecord stored = record;
+  auto slot = keys.entries.insert_or_assign(std::string(key), std::move(entry)).first;
+  try {
+    SessionShard& sessions = session_shards_[ShardOf(record.session_id)];
+    std::unique_lock session_lock(sessions.mu);  // lock order: key shard, then session shard
+    stored.revision = NextRevision();
+    sessions.sessions.insert_or_assign(record.session_id, std::move(stored));
+  } catch (...) {
+    keys.entries.erase(slot);  // an expired entry it replaced counts as absent anyway
+    throw;
+  }
+  IdempotencyOutcome outcome;
+  outcome.stored = true;
+  return outcome;
+}
+
+absl::StatusOr<IdempotencyEntry> MemoryStore::GetIdempotency(std::string_view key) {
+  XG2G_RETURN_IF_ERROR(ValidateIdempotencyKey(key));
+  IdempotencyShard& keys = idempotency_shards_[ShardOf(key)];
+  std::lock_guard lock(keys.mu);
+  auto it = keys.entries.find(key);
+  if (it != keys.entries.end() && NowMs() >= it->second.expires_at_ms) {
+    keys.entries.erase(it);
+    it = keys.entries.end();
+  }
+  if (it == keys.entries.end()) {
+    return NotFoundError(fmt::format("idempotency key '{}' not found (never stored or expired)", key));
+  }
+  return it->second;
+}
+
+absl::Status MemoryStore::DeleteIdempotency(std::string_view key) {
+  XG2G_RETURN_IF_ERROR(ValidateIdempotencyKey(key));
+  IdempotencyShard& keys = idempotency_shards_[ShardOf(key)];
+  std::lock_guard lock(keys.mu);
+  auto it = keys.entries.find(key);
+  if (it == keys.entries.end()) {
+    return NotFoundError(fmt::format("idempotency key '{}' not found (never stored or expired)", key));
+  }
+  const bool expired = NowMs() >= it->second.expires_at_ms;
+  keys.entries.erase(it);
+  if (expired) {
+    return NotFoundError(fmt::format("idempotency key '{}' not found (never stored or expired)", key));
+  }
+  return absl::OkStatus();
+}
+
+// -------------------------------------------------------------------- leases
+
+absl::StatusOr<LeaseGrant> MemoryStore::AcquireLease(std::string_view key, std::string_view owner,
+                                                     int64_t ttl_ms) {
+  XG2G_RETURN_IF_ERROR(ValidateLeaseArgs(key, owner));
+  XG2G_RETURN_IF_ERROR(ValidateLeaseTtl(key, ttl_ms));
+  LeaseShard& shard = lease_shards_[ShardOf(key)];
+  std::lock_guard lock(shard.mu);
+  const int64_t now = NowMs();
+  MaybeSweep(shard.leases, shard.sweep_at, kMinSweepSize,
+             [now](const Lease& lease) { return now >= lease.expires_at_ms; });
+  auto it = shard.leases.find(key);
+  if (it != shard.leases.end() && now < it->second.expires_at_ms) {
+    Lease& held = it->second;
+    if (held.owner != owner) {
+      return BusyError(fmt::format("lease '{}' is held by '{}' for another {} ms", key, held.owner,
+                                   held.expires_at_ms - now));
+    }
+    held.expires_at_ms = DeadlineAfter(ttl_ms);  // the holder again: a renewal
+    return LeaseGrant{held.fencing_token, held.expires_at_ms};
+  }
+  Lease lease{std::string(owner),
+              last_fencing_token_.fetch_add(1, std::memory_order_relaxed) + 1,
+              DeadlineAfter(ttl_ms)};
+  const LeaseGrant grant{lease.fencing_token, lease.expires_at_ms};
+  if (it != shard.leases.end()) {
+    it->second = std::move(lease);
+  } else {
+    shard.leases.emplace(std::string(key), std::move(lease));
+  }
+  return grant;
+}
+
+absl::StatusOr<LeaseGrant> MemoryStore::RenewLease(std::string_view key, std::string_view owner,
+                                                   int64_t ttl_ms) {
+  XG2G_RETURN_IF_ERROR(ValidateLeaseArgs(key, owner));
+  XG2G_RETURN_IF_ERROR(ValidateLeaseTtl(key, ttl_ms));
+  LeaseShard& shard = lease_shards_[ShardOf(key)];
+  std::lock_guard lock(shard.mu);
+  auto it = shard.leases.find(key);
+  if (it == shard.leases.end()) return NotHeldError(key);
+  if (NowMs() >= it->second.expires_at_ms) {
+    shard.leases.erase(it);
+    return NotHeldError(key);
+  }
+  Lease& held = it->second;
+  if (held.owner != owner) return HeldByOtherError(key, held.owner, owner);
+  held.expires_at_ms = DeadlineAfter(ttl_ms);
+  return LeaseGrant{held.fencing_token, held.expires_at_ms};
+}
+
+absl::Status MemoryStore::ReleaseLease(std::string_view key, std::string_view owner) {
+  XG2G_RETURN_IF_ERROR(ValidateLeaseArgs(key, owner));
+  LeaseShard& shard = lease_shards_[ShardOf(key)];
+  std::lock_guard lock(shard.mu);
+  auto it = shard.leases.find(key);
+  if (it == shard.leases.end()) return NotHeldError(key);
+  if (NowMs() >= it->second.expires_at_ms) {
+    shard.leases.erase(it);
+    return NotHeldError(key);
+  }
+  if (it->second.owner != owner) return HeldByOtherError(key, it->second.owner, owner);
+  shard.leases.erase(it);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<LeaseInfo>> MemoryStore::ListLeases() {
+  std::vector<LeaseInfo> leases;
+  for (LeaseShard& shard : lease_shards_) {
+    std::lock_guard lock(shard.mu);
+    const int64_t now = NowMs();
+    std::erase_if(shard.leases,
+                  [now](const auto& entry) { return now >= entry.second.expires_at_ms; });
+    for (const auto& [key, lease] : shard.leases) {
+      leases.push_back(LeaseInfo{key, lease.owner, lease.fencing_token, lease.expires_at_ms});
+    }
+  }
+  std::sort(leases.begin(), leases.end(),
+            [](const LeaseInfo& a, const LeaseInfo& b) { return a.key < b.key; });
+  return leases;
+}
+
+}  // namespace xg2g
