@@ -134,20 +134,29 @@ struct Transition {
   bool changed;      // false when the event leaves the record as it is
 };
 
-// Looks up (from, event) in the transition table. `reported` is the reason the
-// caller reports (HOST_FAILED uses it; other events pick their own reason).
-// `current` is the record's reason now: the first meaningful reason wins.
-// StateError naming the state and event when the pair is not allowed.
+// Looks up (from, event) in the transition table (docs/session-model.md).
+// `reported` is the reason the caller reports: HOST_FAILED proposes it
+// (R_UNKNOWN when R_NONE), events without a reason of their own propose it
+// when it is not R_NONE, the others propose their own and ignore it.
+// `current` is the record's reason now: a proposal only replaces R_NONE, or
+// R_UNKNOWN with something more specific (the first meaningful reason wins).
+// StateError naming the state and event when the pair is not allowed;
+// InvalidError for a value outside the enums.
 absl::StatusOr<Transition> NextState(SessionState from, SessionEvent event, Reason current,
                                      Reason reported);
 
-// Applies NextState to the record: state, reason, reasonDetail (only when the
-// reason changes to the one reported), updatedAtUnix. On error nothing changes.
+// Applies NextState to the record: state, reason, updatedAtUnix (`now_unix`,
+// not negative), reasonDetail (only when this event's reason was adopted), and
+// pipelineState for the host's own reports (HOST_READY -> RUNNING,
+// HOST_STOPPED -> STOPPED, HOST_FAILED -> FAILED). A transition with
+// changed == false and every error leave the record untouched.
 absl::Status ApplyEvent(SessionRecord& record, SessionEvent event, Reason reported,
                         std::string_view detail, int64_t now_unix);
 
-// JSON codec (simdjson to read, fmt to write). Decoding never throws and never
-// crashes: malformed input is CorruptError naming the offending field.
+// JSON codec (simdjson to read, fmt to write; format and versioning rules in
+// docs/session-model.md). Encoding is deterministic. Decoding never throws and
+// never crashes: malformed input is CorruptError naming the offending field,
+// a record from a newer schemaVersion is CorruptError saying so. Thread-safe.
 std::string EncodeSession(const SessionRecord& record);
 absl::StatusOr<SessionRecord> DecodeSession(std::string_view json);
 
