@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """ABI checks of libxg2g.so: SONAME, exported symbols, header declarations.
 
-Usage: check_abi.py LIBRARY VERSION_SCRIPT HEADER...
+Usage: check_abi.py LIBRARY VERSION_SCRIPT CAPI_TEST_SOURCE HEADER...
+(the plain-C test source must call every exported function)
 Fails (exit 1) with one line per problem.
 """
 import re
@@ -55,7 +56,7 @@ def header_functions(paths):
 
 
 def main(argv):
-    lib, version_script, headers = argv[1], argv[2], argv[3:]
+    lib, version_script, capi_test, headers = argv[1], argv[2], argv[3], argv[4:]
     problems = []
 
     soname, needed = readelf_dynamic(lib)
@@ -84,6 +85,9 @@ def main(argv):
     # Anything the private BoringSSL defines or hooks must resolve inside the
     # library: an undefined (even weak) reference would bind to the process's
     # OpenSSL or to whatever else happens to export the name.
+    called = set(re.findall(r"\b(xg2g_\w+)\s*\(", open(capi_test, encoding="utf-8").read()))
+    for name in sorted(listed - called):
+        problems.append(f"never called by the plain-C test {capi_test}: {name}")
     crypto_imports = sorted(s for s in undefined
                             if re.match(r"(EVP|X509|PEM|RSA|EC_KEY|BIO|RAND|SHA256|OPENSSL|CRYPTO|"
                                         r"BN|ERR|ASN1|sdallocx)_?", s))

@@ -1,0 +1,160 @@
+// The engine: turns start/stop intents into sessions and keeps them
+// consistent under retries, races and failures (DESIGN.md §2, §4).
+//
+// Thread-safe: any number of threads may call Start/Stop/Report* at once.
+// The engine owns one background thread (unless Options::background is false,
+// in which case the caller drives it with Poll()); host pipeline callbacks run
+// on that thread (or inside Poll()), never while an engine lock is held.
+#ifndef XG2G_LIB_ENGINE_ENGINE_H_
+#define XG2G_LIB_ENGINE_ENGINE_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "lib/common/clock.h"
+#include "lib/observe/audit.h"
+#include "lib/session/session.h"
+#include "lib/store/store.h"
+
+namespace xg2g {
+
+// Parses a tuner slot spec: "0-3", "0,2,5", "0" (one slot numbered 0),
+// mixtures ("0-1,4"). Slots are 0..1023, listed once. InvalidError naming the
+// bad part for empty specs, bad numbers, reversed ranges and duplicates.
+absl::StatusOr<std::vector<int>> ParseSlotSpec(std::string_view spec);
+
+// What the host is told to do for a session.
+struct PipelineCommand {
+  std::string session_id;
+  std::string service_ref;
+  std::string profile;
+  int slot = -1;
+  uint64_t fencing_token = 0;
+};
+
+// The host's media pipeline. Calls are made on the engine's thread, one at a
+// time. A non-OK status from Tune or Start fails the session (R_TUNE_FAILED /
+// R_FFMPEG_START_FAILED, the status message as detail). The host reports
+// progress back with Engine::ReportReady/ReportFailed/ReportStopped, from any
+// thread, at any later time (also from inside a callback).
+class Pipeline {
+ public:
+  virtual ~Pipeline() = default;
+  virtual absl::Status Tune(const PipelineCommand& command) = 0;
+  virtual absl::Status Start(const PipelineCommand& command) = 0;
+  virtual void Stop(const PipelineCommand& command) = 0;
+};
+
+struct StartRequest {
+  std::string service_ref;
+  std::string profile;    // empty means "default"
+  std::string principal;  // who asks (a digest); scopes the idempotency key
+  std::string idempotency_key;  // optional
+  std::string correlation_id;   // optional; not part of the fingerprint
+  std::map<std::string, std::string> params;
+};
+
+struct StartResult {
+  std::string session_id;
+  SessionState state = SessionState::kNew;
+  std::string correlation_id;
+  bool replay = false;
+};
+
+struct StopResult {
+  std::string session_id;
+  SessionState state = SessionState::kNew;
+};
+
+// Counters (monotonic since the engine was created).
+struct EngineStats {
+  uint64_t start_intents = 0;
+  uint64_t stop_intents = 0;
+  uint64_t replays = 0;
+  uint64_t busy = 0;             // starts answered with the busy error
+  uint64_t store_failures = 0;   // starts/stops answered with EUNAVAILABLE
+  uint64_t lease_losses = 0;
+  uint64_t transitions = 0;
+  uint64_t deadline_expiries = 0;
+  uint64_t recovered = 0;        // sessions failed or re-queued at start-up
+  uint64_t retention_deletes = 0;
+  uint64_t active_sessions = 0;  // sessions this engine drives right now (gauge)
+};
+
+struct EngineOptions {
+  std::vector<int> tuner_slots = {0, 1, 2, 3};
+  std::string owner_id;  // this engine's identity; empty: a random one
+  int64_t lease_ttl_ms = 30'000;
+  int64_t heartbeat_ms = 10'000;
+  int64_t start_deadline_ms = 30'000;  // NEW + STARTING
+  int64_t stop_deadline_ms = 60'000;   // STOPPING (and DRAINING)
+  int64_t idle_timeout_ms = 0;         // READY without Touch(); 0 = off
+  int64_t retention_ms = 86'400'000;   // terminal sessions are deleted after it
+  int64_t idempotency_ttl_ms = 600'000;
+  int64_t sweep_interval_ms = 1'000;
+  bool requeue_on_recovery = false;  // recovery re-acquires leases instead of failing
+  bool background = true;  // false: no thread; the caller runs Poll()
+};
+
+class Engine {
+ public:
+  // `store`, `clock` (null: real), `pipeline` (null: none; sessions stay
+  // STARTING until their deadline) and `audit` (null: no audit) must outlive
+  // the engine. Runs start-up recovery before returning.
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(EngineOptions options, Store* store,
+                                                        Clock* clock,
+                                                        std::shared_ptr<Pipeline> pipeline,
+                                                        std::shared_ptr<AuditSink> audit);
+  ~Engine();  // stops the thread; pending host calls are dropped, leases expire
+
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Errors: InvalidError (bad request, names the field); ConflictError (the
+  // idempotency key was used with another request); kInFlight-class
+  // BusyError... see docs/engine.md for the mapping.
+  absl::StatusOr<StartResult> Start(const StartRequest& request);
+  absl::StatusOr<StopResult> Stop(std::string_view session_id);
+
+  absl::Status ReportReady(std::string_view session_id, uint64_t fencing_token);
+  absl::Status ReportFailed(std::string_view session_id, uint64_t fencing_token, Reason reason,
+                            std::string_view detail);
+  absl::Status ReportStopped(std::string_view session_id, uint64_t fencing_token);
+  // Marks activity on a READY session (pushes its idle deadline).
+  absl::Status Touch(std::string_view session_id);
+
+  // Runs what is due now: queued host calls, the heartbeat, the sweeper.
+  void Poll();
+
+  EngineStats Stats() const;
+  const std::string& owner_id() const { return options_.owner_id; }
+  Clock* clock() const { return clock_; }
+
+ private:
+  Engine(EngineOptions options, Store* store, Clock* clock, std::shared_ptr<Pipeline> pipeline,
+         std::shared_ptr<AuditSink> audit);
+  // Implementation in engine.cc.
+  struct Local;
+  EngineOptions options_;
+  Store* store_;
+  Clock* clock_;
+  std::shared_ptr<Pipeline> pipeline_;
+  std::shared_ptr<AuditSink> audit_;
+};
+
+}  // namespace xg2g
+
+#endif  // XG2G_LIB_ENGINE_ENGINE_H_
