@@ -27,6 +27,8 @@ static_assert(XG2G_ECANCELLED == static_cast<int>(ErrorCode::kCancelled));
 static_assert(XG2G_EIO == static_cast<int>(ErrorCode::kIo));
 static_assert(XG2G_EUNSUPPORTED == static_cast<int>(ErrorCode::kUnsupported));
 static_assert(XG2G_EINTERNAL == static_cast<int>(ErrorCode::kInternal));
+static_assert(XG2G_EINFLIGHT == static_cast<int>(ErrorCode::kInFlight));
+static_assert(xg2g::kLastErrorCode == ErrorCode::kInFlight);
 
 }  // namespace
 
@@ -34,7 +36,7 @@ extern "C" {
 
 const char* xg2g_status_str(xg2g_status status) {
   const int value = static_cast<int>(status);
-  if (value > 0 || value < static_cast<int>(ErrorCode::kInternal)) return "XG2G_UNKNOWN";
+  if (value > 0 || value < static_cast<int>(xg2g::kLastErrorCode)) return "XG2G_UNKNOWN";
   // Names are string literals: static storage, safe to hand out.
   return xg2g::ErrorCodeName(static_cast<ErrorCode>(value)).data();
 }

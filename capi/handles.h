@@ -2,10 +2,17 @@
 #ifndef XG2G_CAPI_HANDLES_H_
 #define XG2G_CAPI_HANDLES_H_
 
+#include <cstdint>
 #include <memory>
+#include <mutex>
+#include <string>
 #include <vector>
 
 #include "include/xg2g/xg2g.h"
+#include "lib/common/clock.h"
+#include "lib/engine/engine.h"
+#include "lib/engine/simulated_pipeline.h"
+#include "lib/observe/audit.h"
 #include "lib/session/session.h"
 #include "lib/store/store.h"
 
@@ -19,6 +26,66 @@ struct xg2g_session_list {
 
 struct xg2g_store {
   std::unique_ptr<xg2g::Store> rep;
+};
+
+namespace xg2g::capi {
+
+// A host's (fn, user_data, destroy) registration. Shared by the config that
+// received it and every engine created from that config; `destroy` runs
+// once, when the last of them lets go (so never while a callback can run).
+struct HostPipelineCallbacks {
+  xg2g_pipeline_callbacks callbacks{};
+  void* user_data = nullptr;
+  void (*destroy)(void*) = nullptr;
+
+  HostPipelineCallbacks() = default;
+  HostPipelineCallbacks(const HostPipelineCallbacks&) = delete;
+  HostPipelineCallbacks& operator=(const HostPipelineCallbacks&) = delete;
+  ~HostPipelineCallbacks() {
+    if (destroy != nullptr) destroy(user_data);
+  }
+};
+
+struct HostAuditCallback {
+  xg2g_audit_fn fn = nullptr;
+  void* user_data = nullptr;
+  void (*destroy)(void*) = nullptr;
+
+  HostAuditCallback() = default;
+  HostAuditCallback(const HostAuditCallback&) = delete;
+  HostAuditCallback& operator=(const HostAuditCallback&) = delete;
+  ~HostAuditCallback() {
+    if (destroy != nullptr) destroy(user_data);
+  }
+};
+
+}  // namespace xg2g::capi
+
+// Plain data: xg2g_engine_create copies what it needs (the callback
+// registrations by shared reference).
+struct xg2g_config {
+  enum class PipelineKind { kNone, kHost, kSimulated };
+
+  xg2g::EngineOptions options;
+  bool manual_clock = false;
+  int64_t manual_clock_start_unix_ms = 0;
+  PipelineKind pipeline_kind = PipelineKind::kNone;
+  std::shared_ptr<xg2g::capi::HostPipelineCallbacks> host_pipeline;
+  xg2g::SimulatedPipelineOptions simulated;
+  std::shared_ptr<xg2g::capi::HostAuditCallback> audit_callback;  // wins over audit_path
+  std::string audit_path;
+};
+
+// Member order is destruction order in reverse: the engine goes first (its
+// thread joined, its pipeline drained), then what it borrowed.
+struct xg2g_engine {
+  std::unique_ptr<xg2g::FakeClock> manual_clock;  // null unless in manual clock mode
+  std::shared_ptr<xg2g::Pipeline> pipeline;
+  std::shared_ptr<xg2g::AuditSink> audit;
+  std::unique_ptr<xg2g::Engine> rep;
+  // Serialises xg2g_engine_poll / xg2g_engine_advance_clock so that a clock
+  // step and the Poll that follows it are one unit.
+  std::mutex poll_mu;
 };
 
 #endif  // XG2G_CAPI_HANDLES_H_

@@ -47,7 +47,8 @@ typedef enum xg2g_status {
   XG2G_ECANCELLED = -13,  /* the operation was cancelled by the caller */
   XG2G_EIO = -14,         /* an operating-system I/O error */
   XG2G_EUNSUPPORTED = -15,/* the feature or URI scheme is not supported */
-  XG2G_EINTERNAL = -16    /* a bug in libxg2g; the message names the function */
+  XG2G_EINTERNAL = -16,   /* a bug in libxg2g; the message names the function */
+  XG2G_EINFLIGHT = -17    /* the idempotency key's first request is still being created */
 } xg2g_status;
 
 /*

@@ -29,6 +29,7 @@ absl::StatusCode CanonicalFor(ErrorCode code) {
     case ErrorCode::kIo: return absl::StatusCode::kInternal;
     case ErrorCode::kUnsupported: return absl::StatusCode::kUnimplemented;
     case ErrorCode::kInternal: return absl::StatusCode::kInternal;
+    case ErrorCode::kInFlight: return absl::StatusCode::kAborted;
   }
   return absl::StatusCode::kInternal;
 }
@@ -66,7 +67,7 @@ ErrorCode CodeOf(const absl::Status& status) {
   if (auto payload = status.GetPayload(ToAbsl(kPayloadUrl))) {
     int value = 0;
     if (absl::SimpleAtoi(std::string(*payload), &value) &&
-        value <= 0 && value >= static_cast<int>(ErrorCode::kInternal)) {
+        value <= 0 && value >= static_cast<int>(kLastErrorCode)) {
       return static_cast<ErrorCode>(value);
     }
   }
@@ -92,6 +93,7 @@ std::string_view ErrorCodeName(ErrorCode code) {
     case ErrorCode::kIo: return "XG2G_EIO";
     case ErrorCode::kUnsupported: return "XG2G_EUNSUPPORTED";
     case ErrorCode::kInternal: return "XG2G_EINTERNAL";
+    case ErrorCode::kInFlight: return "XG2G_EINFLIGHT";
   }
   return "XG2G_UNKNOWN";
 }

@@ -40,7 +40,10 @@ enum class ErrorCode : int {
   kIo = -14,
   kUnsupported = -15,
   kInternal = -16,
+  kInFlight = -17,
 };
+// The most negative code (update when appending).
+inline constexpr ErrorCode kLastErrorCode = ErrorCode::kInFlight;
 
 // Builds a Status carrying `code`; the canonical absl code is chosen so that
 // code that only looks at absl codes still gets a sensible answer.
@@ -62,6 +65,7 @@ inline absl::Status UnavailableError(std::string_view m) { return MakeError(Erro
 inline absl::Status CorruptError(std::string_view m) { return MakeError(ErrorCode::kCorrupt, m); }
 inline absl::Status StoreFullError(std::string_view m) { return MakeError(ErrorCode::kStoreFull, m); }
 inline absl::Status InternalError(std::string_view m) { return MakeError(ErrorCode::kInternal, m); }
+inline absl::Status InFlightError(std::string_view m) { return MakeError(ErrorCode::kInFlight, m); }
 
 }  // namespace xg2g
 

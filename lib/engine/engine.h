@@ -124,9 +124,14 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   // Errors: InvalidError (bad request, names the field); ConflictError (the
-  // idempotency key was used with another request); kInFlight-class
-  // BusyError... see docs/engine.md for the mapping.
-  absl::StatusOr<StartResult> Start(const StartRequest& request);
+  // idempotency key was used with another request: HTTP 422); InFlightError
+  // (the key's first request is still being created: HTTP 409;
+  // `busy_session_id` receives that request's session id); BusyError (service
+  // already active -- the message and `busy_session_id` name the active
+  // session -- or no free tuner: HTTP 409); UnavailableError (the store
+  // failed: nothing was left behind).
+  absl::StatusOr<StartResult> Start(const StartRequest& request,
+                                    std::string* busy_session_id = nullptr);
   absl::StatusOr<StopResult> Stop(std::string_view session_id);
 
   absl::Status ReportReady(std::string_view session_id, uint64_t fencing_token);
@@ -136,7 +141,13 @@ class Engine {
   // Marks activity on a READY session (pushes its idle deadline).
   absl::Status Touch(std::string_view session_id);
 
-  // Runs what is due now: queued host calls, the heartbeat, the sweeper.
+  // Runs `fn` on the engine's thread (or in Poll()) once `delay_ms` have
+  // passed on the engine's clock. Dropped if the engine is destroyed first.
+  void RunAfter(int64_t delay_ms, std::function<void()> fn);
+
+  // Runs what is due now: queued host calls, timers, the heartbeat, the
+  // sweeper. Called by the background thread; call it yourself when
+  // EngineOptions::background is false.
   void Poll();
 
   EngineStats Stats() const;
@@ -144,15 +155,64 @@ class Engine {
   Clock* clock() const { return clock_; }
 
  private:
+  // A session this engine drives: its host pipeline lives in this process.
+  struct LocalSession {
+    PipelineCommand command;
+    bool host_started = false;  // Tune was called
+    bool stop_sent = false;     // Stop was queued
+  };
+
   Engine(EngineOptions options, Store* store, Clock* clock, std::shared_ptr<Pipeline> pipeline,
          std::shared_ptr<AuditSink> audit);
-  // Implementation in engine.cc.
-  struct Local;
+
+  int64_t NowMs() const { return clock_->NowUnixMs(); }
+  int64_t DeadlineFor(SessionState state, int64_t now_ms) const;
+  // UpdateSession + ApplyEvent + deadline; counts the transition. Returns the
+  // stored record.
+  absl::StatusOr<SessionRecord> Transition(std::string_view id, SessionEvent event, Reason reason,
+                                           std::string_view detail,
+                                           const std::function<void(SessionRecord&)>& extra = {});
+  // Undo of a failed start; steps that fail are queued for Poll to retry.
+  void RollBack(const std::vector<std::function<absl::Status()>>& undo);
+  void Enqueue(std::function<void()> task);
+  void RunHostStart(const PipelineCommand& command);
+  void QueueHostStop(const std::string& session_id);
+  // Releases the session's leases and forgets it locally.
+  void Finish(const SessionRecord& record);
+  void ReleaseLeases(const SessionRecord& record);
+  absl::Status CheckToken(std::string_view session_id, uint64_t fencing_token);
+  void Heartbeat();
+  void Sweep();
+  void Recover();
+  void Drain();
+  void Audit(std::string_view type, std::string_view outcome, const std::string& principal,
+             const std::string& session_id, std::string detail);
+  void Loop();
+
   EngineOptions options_;
   Store* store_;
   Clock* clock_;
   std::shared_ptr<Pipeline> pipeline_;
   std::shared_ptr<AuditSink> audit_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool shutting_down_ = false;                     // guarded by mu_
+  std::deque<std::function<void()>> tasks_;        // guarded by mu_
+  std::multimap<int64_t, std::function<void()>> timers_;  // monotonic due -> fn; mu_
+  std::map<std::string, LocalSession> local_;      // guarded by mu_
+  std::vector<std::function<absl::Status()>> cleanups_;  // guarded by mu_
+  int64_t next_heartbeat_ms_ = 0;                  // monotonic; guarded by mu_
+  int64_t next_sweep_ms_ = 0;                      // monotonic; guarded by mu_
+  std::mutex poll_mu_;  // one Poll at a time
+  std::thread thread_;
+
+  struct Counters {
+    std::atomic<uint64_t> start_intents{0}, stop_intents{0}, replays{0}, busy{0},
+        store_failures{0}, lease_losses{0}, transitions{0}, deadline_expiries{0}, recovered{0},
+        retention_deletes{0};
+  };
+  mutable Counters counters_;
 };
 
 }  // namespace xg2g

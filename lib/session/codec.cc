@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 #include <simdjson.h>
 
+#include "lib/common/json_writer.h"
 #include "lib/common/status.h"
 #include "lib/session/session.h"
 
@@ -38,65 +39,6 @@ constexpr size_t kMaxQuotedKey = 64;
 
 // ---------------------------------------------------------------------------
 // Writing
-
-// Length of the well-formed UTF-8 sequence starting at s[i] (1..4), or 0 when
-// the bytes there are not one (stray continuation byte, overlong form,
-// surrogate, beyond U+10FFFF, or cut short).
-size_t Utf8SequenceLength(std::string_view s, size_t i) {
-  const auto b0 = static_cast<unsigned char>(s[i]);
-  if (b0 < 0x80) return 1;
-  size_t len = 0;
-  if (b0 >= 0xC2 && b0 <= 0xDF) {
-    len = 2;
-  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
-    len = 3;
-  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-    len = 4;
-  } else {
-    return 0;
-  }
-  if (s.size() - i < len) return 0;
-  for (size_t k = 1; k < len; ++k) {
-    if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return 0;
-  }
-  const auto b1 = static_cast<unsigned char>(s[i + 1]);
-  if (b0 == 0xE0 && b1 < 0xA0) return 0;   // overlong
-  if (b0 == 0xED && b1 >= 0xA0) return 0;  // UTF-16 surrogate
-  if (b0 == 0xF0 && b1 < 0x90) return 0;   // overlong
-  if (b0 == 0xF4 && b1 >= 0x90) return 0;  // beyond U+10FFFF
-  return len;
-}
-
-// Appends `s` as a JSON string literal: quote and backslash escaped, control
-// characters as \u00XX, well-formed UTF-8 copied as is. Bytes that are not
-// UTF-8 become U+FFFD so that the output is always valid JSON (the decoder
-// rejects invalid UTF-8, and a record we wrote must read back).
-void AppendJsonString(fmt::memory_buffer& out, std::string_view s) {
-  out.push_back('"');
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(static_cast<char>(c));
-      ++i;
-    } else if (c < 0x20) {
-      fmt::format_to(std::back_inserter(out), "\\u{:04x}", static_cast<unsigned>(c));
-      ++i;
-    } else if (c < 0x80) {
-      out.push_back(static_cast<char>(c));
-      ++i;
-    } else if (const size_t n = Utf8SequenceLength(s, i); n != 0) {
-      out.append(s.data() + i, s.data() + i + n);
-      i += n;
-    } else {
-      constexpr std::string_view kReplacement = "\xEF\xBF\xBD";
-      out.append(kReplacement.data(), kReplacement.data() + kReplacement.size());
-      ++i;
-    }
-  }
-  out.push_back('"');
-}
 
 // Appends `,"name":` (or `"name":` for the first member).
 void AppendKey(fmt::memory_buffer& out, std::string_view name, bool first = false) {
@@ -319,6 +261,7 @@ enum Field : uint32_t {
   kFieldContextData = 1u << 12,
   kFieldPrincipal = 1u << 13,
   kFieldRevision = 1u << 14,
+  kFieldDeadline = 1u << 15,
 };
 
 struct FieldSpec {
@@ -342,6 +285,7 @@ constexpr FieldSpec kFields[] = {
     {"contextData", kFieldContextData},
     {"principal", kFieldPrincipal},
     {"revision", kFieldRevision},
+    {"deadlineUnixMs", kFieldDeadline},
 };
 
 std::optional<Field> LookupField(std::string_view name) {
@@ -425,6 +369,7 @@ absl::Status ReadField(Field field, std::string_view name, ondemand::value& valu
     case kFieldContextData: return ReadContextData(value, record.context_data);
     case kFieldPrincipal: return ReadString(value, name, record.principal);
     case kFieldRevision: return ReadInt(value, name, 0, record.revision);
+    case kFieldDeadline: return ReadInt(value, name, 0, record.deadline_unix_ms);
   }
   return InternalError(fmt::format("session record: field {} has no reader", name));
 }
@@ -541,6 +486,8 @@ std::string EncodeSession(const SessionRecord& record) {
   AppendJsonString(out, record.principal);
   AppendKey(out, "revision");
   AppendInt(out, record.revision);
+  AppendKey(out, "deadlineUnixMs");
+  AppendInt(out, record.deadline_unix_ms);
   out.push_back('}');
   return fmt::to_string(out);
 }

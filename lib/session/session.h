@@ -117,6 +117,10 @@ struct SessionRecord {
   std::string principal;  // "principal": digest of the principal that asked
   // "revision": bumped by the store on every write; compare-and-set key.
   int64_t revision = 0;
+  // "deadlineUnixMs": when the current state's deadline passes (Unix ms; 0 =
+  // none). Set by the engine on every transition; for terminal sessions it is
+  // the end of their retention.
+  int64_t deadline_unix_ms = 0;
 
   bool operator==(const SessionRecord&) const = default;
 };

@@ -370,6 +370,20 @@ absl::Status MemoryStore::ReleaseLease(std::string_view key, std::string_view ow
   return absl::OkStatus();
 }
 
+absl::StatusOr<LeaseInfo> MemoryStore::GetLease(std::string_view key) {
+  if (key.empty()) return InvalidError("lease key is empty");
+  LeaseShard& shard = lease_shards_[ShardOf(key)];
+  std::lock_guard lock(shard.mu);
+  auto it = shard.leases.find(key);
+  if (it == shard.leases.end()) return NotHeldError(key);
+  if (NowMs() >= it->second.expires_at_ms) {
+    shard.leases.erase(it);
+    return NotHeldError(key);
+  }
+  const Lease& held = it->second;
+  return LeaseInfo{std::string(key), held.owner, held.fencing_token, held.expires_at_ms};
+}
+
 absl::StatusOr<std::vector<LeaseInfo>> MemoryStore::ListLeases() {
   std::vector<LeaseInfo> leases;
   for (LeaseShard& shard : lease_shards_) {

@@ -66,6 +66,7 @@ class MemoryStore final : public Store {
   absl::StatusOr<LeaseGrant> RenewLease(std::string_view key, std::string_view owner,
                                         int64_t ttl_ms) override;
   absl::Status ReleaseLease(std::string_view key, std::string_view owner) override;
+  absl::StatusOr<LeaseInfo> GetLease(std::string_view key) override;
   absl::StatusOr<std::vector<LeaseInfo>> ListLeases() override;
 
   int64_t NowMs() const override;

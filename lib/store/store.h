@@ -114,6 +114,10 @@ class Store {
   // another owner holds it.
   [[nodiscard]] virtual absl::Status ReleaseLease(std::string_view key,
                                                   std::string_view owner) = 0;
+  // The lease on `key` as it is now: holder, token and deadline. NotFoundError
+  // naming the key when it is not held (never acquired, released or expired).
+  // Changes nothing: it is not a renewal.
+  [[nodiscard]] virtual absl::StatusOr<LeaseInfo> GetLease(std::string_view key) = 0;
   // The unexpired leases, ordered by key.
   [[nodiscard]] virtual absl::StatusOr<std::vector<LeaseInfo>> ListLeases() = 0;
 

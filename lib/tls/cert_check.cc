@@ -28,6 +28,7 @@
 #include <fmt/format.h>
 
 #include "lib/common/clock.h"
+#include "lib/common/json_writer.h"
 #include "lib/common/status.h"
 
 namespace xg2g {
@@ -438,70 +439,9 @@ void CheckKeyStrength(const std::vector<Cert>& certs, std::string_view path, Fin
   }
 }
 
-void AppendJsonString(std::string& out, std::string_view s) {
-  out += '"';
-  for (size_t i = 0; i < s.size(); ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        continue;
-      case '\\':
-        out += "\\\\";
-        continue;
-      case '\n':
-        out += "\\n";
-        continue;
-      case '\r':
-        out += "\\r";
-        continue;
-      case '\t':
-        out += "\\t";
-        continue;
-      default:
-        break;
-    }
-    if (c < 0x20 || c == 0x7f) {
-      out += fmt::format("\\u{:04x}", c);
-      continue;
-    }
-    if (c < 0x80) {
-      out += static_cast<char>(c);
-      continue;
-    }
-    // Copy a well-formed UTF-8 sequence; replace anything else by U+FFFD so
-    // the document stays valid JSON whatever bytes a certificate holds.
-    size_t len = 0;
-    uint32_t min = 0;
-    uint32_t cp = 0;
-    if ((c & 0xe0) == 0xc0) {
-      len = 2;
-      min = 0x80;
-      cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-      len = 3;
-      min = 0x800;
-      cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-      len = 4;
-      min = 0x10000;
-      cp = c & 0x07;
-    }
-    bool ok = len != 0 && i + len <= s.size();
-    for (size_t k = 1; ok && k < len; ++k) {
-      const auto cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xc0) != 0x80) ok = false;
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    ok = ok && cp >= min && cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff);
-    if (ok) {
-      out.append(s.substr(i, len));
-      i += len - 1;
-    } else {
-      out += "\\ufffd";
-    }
-  }
-  out += '"';
+// People read these reports: short escapes, and a replaced byte stands out.
+void AppendReportString(std::string& out, std::string_view s) {
+  AppendJsonString(out, s, JsonStringStyle::kReadable);
 }
 
 void AppendFindings(std::string& out, const std::vector<TlsFinding>& findings) {
@@ -509,11 +449,11 @@ void AppendFindings(std::string& out, const std::vector<TlsFinding>& findings) {
   for (size_t i = 0; i < findings.size(); ++i) {
     if (i > 0) out += ',';
     out += "{\"code\":";
-    AppendJsonString(out, findings[i].code);
+    AppendReportString(out, findings[i].code);
     out += ",\"file\":";
-    AppendJsonString(out, findings[i].file);
+    AppendReportString(out, findings[i].file);
     out += ",\"message\":";
-    AppendJsonString(out, findings[i].message);
+    AppendReportString(out, findings[i].message);
     out += '}';
   }
   out += ']';
@@ -521,7 +461,7 @@ void AppendFindings(std::string& out, const std::vector<TlsFinding>& findings) {
 
 void AppendOptionalString(std::string& out, const std::optional<std::string>& s) {
   if (s) {
-    AppendJsonString(out, *s);
+    AppendReportString(out, *s);
   } else {
     out += "null";
   }
@@ -631,7 +571,7 @@ std::string TlsCheckReportToJson(const TlsCheckReport& report) {
   out += ",\"sans\":[";
   for (size_t i = 0; i < report.sans.size(); ++i) {
     if (i > 0) out += ',';
-    AppendJsonString(out, report.sans[i]);
+    AppendReportString(out, report.sans[i]);
   }
   out += "],\"not_before\":";
   AppendOptionalString(out, report.not_before_unix

@@ -911,6 +911,73 @@ TEST_CASE("listing leases shows the live ones ordered by key with holder, token 
   CHECK(leases->at(1).expires_at_ms == c->expires_at_ms);
 }
 
+TEST_CASE("getting a lease shows its holder, token and deadline without renewing it") {
+  StoreHarness h;
+  Store& store = h.store();
+  auto grant = store.AcquireLease("tuner:10", "daemon-a", HarnessLongTtl());
+  REQUIRE_OK(grant);
+  REQUIRE_OK(store.AcquireLease("tuner:11", "daemon-b", HarnessLongTtl()));
+  h.AdvanceMs(h.fake_time() ? 10'000 : 2);
+
+  auto info = store.GetLease("tuner:10");
+  REQUIRE_OK(info);
+  CHECK(info->key == "tuner:10");
+  CHECK(info->owner == "daemon-a");
+  CHECK(info->fencing_token == grant->fencing_token);
+  CHECK(info->expires_at_ms == grant->expires_at_ms);
+  // Reading is not renewing: the deadline stays where the grant put it.
+  auto again = store.GetLease("tuner:10");
+  REQUIRE_OK(again);
+  CHECK(again->expires_at_ms == grant->expires_at_ms);
+
+  auto renewed = store.RenewLease("tuner:10", "daemon-a", HarnessLongTtl());
+  REQUIRE_OK(renewed);
+  auto after_renewal = store.GetLease("tuner:10");
+  REQUIRE_OK(after_renewal);
+  CHECK(after_renewal->expires_at_ms == renewed->expires_at_ms);
+  CHECK(after_renewal->fencing_token == grant->fencing_token);
+
+  auto other = store.GetLease("tuner:11");
+  REQUIRE_OK(other);
+  CHECK(other->owner == "daemon-b");
+}
+
+TEST_CASE("getting a lease never acquired, released or expired fails with ENOTFOUND naming it") {
+  StoreHarness h;
+  Store& store = h.store();
+  CHECK_ERROR(store.GetLease("tuner:12"), ErrorCode::kNotFound, "tuner:12");
+
+  REQUIRE_OK(store.AcquireLease("tuner:12", "daemon-a", HarnessLongTtl()));
+  REQUIRE_OK(store.ReleaseLease("tuner:12", "daemon-a"));
+  CHECK_ERROR(store.GetLease("tuner:12"), ErrorCode::kNotFound, "tuner:12");
+
+  auto grant = store.AcquireLease("tuner:13", "daemon-a", h.ShortTtlMs());
+  REQUIRE_OK(grant);
+  REQUIRE_OK(store.GetLease("tuner:13"));
+  h.AdvanceTo(grant->expires_at_ms);
+  CHECK_ERROR(store.GetLease("tuner:13"), ErrorCode::kNotFound, "tuner:13");
+}
+
+TEST_CASE("getting a lease that expired and was taken again shows the new holder and token") {
+  StoreHarness h;
+  Store& store = h.store();
+  auto a = store.AcquireLease("tuner:14", "daemon-a", h.ShortTtlMs());
+  REQUIRE_OK(a);
+  h.AdvanceTo(a->expires_at_ms);
+  auto b = store.AcquireLease("tuner:14", "daemon-b", HarnessLongTtl());
+  REQUIRE_OK(b);
+  auto info = store.GetLease("tuner:14");
+  REQUIRE_OK(info);
+  CHECK(info->owner == "daemon-b");
+  CHECK(info->fencing_token == b->fencing_token);
+  CHECK(info->expires_at_ms == b->expires_at_ms);
+}
+
+TEST_CASE("getting a lease with an empty key fails with EINVAL") {
+  StoreHarness h;
+  CHECK_ERROR(h.store().GetLease(""), ErrorCode::kInvalid, "lease key");
+}
+
 TEST_CASE("lease calls reject an empty key or owner and a non-positive ttl with EINVAL") {
   StoreHarness h;
   Store& store = h.store();

@@ -12,7 +12,7 @@ from ._ffi import (LIST_P, SCAN_FN, SESSION_P, STORE_P, UPDATE_FN, TlsCheckOptio
 __all__ = [
     "Error", "InvalidArgument", "OutOfMemory", "VersionMismatch", "NotFound", "AlreadyExists",
     "Conflict", "Busy", "InvalidState", "Unavailable", "Corrupt", "StoreFull", "Timeout",
-    "Cancelled", "IOFailure", "Unsupported", "InternalError", "State", "Reason", "Event",
+    "Cancelled", "IOFailure", "Unsupported", "InternalError", "InFlight", "State", "Reason", "Event",
     "Session", "Store", "tls_check", "version", "library_version",
 ]
 
@@ -44,6 +44,7 @@ class Cancelled(Error): status = -13
 class IOFailure(Error, OSError): status = -14
 class Unsupported(Error): status = -15
 class InternalError(Error): status = -16
+class InFlight(Error): status = -17
 
 
 _BY_STATUS = {cls.status: cls for cls in Error.__subclasses__()}

@@ -9,7 +9,7 @@ namespace xg2g {
 namespace {
 
 TEST_CASE("every error code survives a trip through absl::Status") {
-  for (int v = static_cast<int>(ErrorCode::kInternal); v < 0; ++v) {
+  for (int v = static_cast<int>(kLastErrorCode); v < 0; ++v) {
     const auto code = static_cast<ErrorCode>(v);
     absl::Status s = MakeError(code, "lease 'tuner:0' is busy");
     CHECK_FALSE(s.ok());

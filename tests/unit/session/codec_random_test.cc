@@ -109,6 +109,7 @@ class RecordGenerator {
     for (uint32_t i = 0; i < entries; ++i) r.context_data[Text(10)] = Text(20);
     r.principal = Text(16);
     r.revision = NonNegative();
+    r.deadline_unix_ms = NonNegative();
     return r;
   }
 

@@ -59,6 +59,7 @@ SessionRecord GoldenRecord() {
   };
   r.principal = "9f86d081884c7d659a2feaa0c55ad015";
   r.revision = 7;
+  r.deadline_unix_ms = 1767229200000;
   return r;
 }
 

@@ -1,0 +1,845 @@
+#include "lib/engine/engine.h"
+
+#include <algorithm>
+#include <charconv>
+#include <set>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "lib/common/status.h"
+#include "lib/crypto/crypto.h"
+
+namespace xg2g {
+namespace {
+
+constexpr int kMaxSlot = 1023;
+constexpr size_t kMaxServiceRef = 512;
+constexpr size_t kMaxProfile = 64;
+constexpr size_t kMaxPrincipal = 256;
+constexpr size_t kMaxIdempotencyKey = 256;
+constexpr size_t kMaxCorrelationId = 128;
+constexpr size_t kMaxParams = 64;
+constexpr size_t kMaxParamKey = 64;
+constexpr size_t kMaxParamValue = 1024;
+
+std::string ServiceLeaseKey(std::string_view service_ref) {
+  return fmt::format("service:{}", service_ref);
+}
+std::string TunerLeaseKey(int slot) { return fmt::format("tuner:{}", slot); }
+
+bool IsNameChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '-' || c == '.';
+}
+
+bool AllOf(std::string_view s, bool (*pred)(char)) {
+  return std::all_of(s.begin(), s.end(), pred);
+}
+
+bool HasControl(std::string_view s) {
+  return std::any_of(s.begin(), s.end(),
+                     [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+}
+
+absl::Status ValidateStart(const StartRequest& r) {
+  if (r.service_ref.empty()) return InvalidError("serviceRef is missing");
+  if (r.service_ref.size() > kMaxServiceRef) {
+    return InvalidError(fmt::format("serviceRef is longer than {} bytes", kMaxServiceRef));
+  }
+  if (HasControl(r.service_ref)) return InvalidError("serviceRef contains control characters");
+  if (r.profile.size() > kMaxProfile || !AllOf(r.profile, IsNameChar)) {
+    return InvalidError(
+        fmt::format("profile must be at most {} characters of [A-Za-z0-9._-]", kMaxProfile));
+  }
+  if (r.principal.size() > kMaxPrincipal || HasControl(r.principal)) {
+    return InvalidError("principal is too long or contains control characters");
+  }
+  if (r.idempotency_key.size() > kMaxIdempotencyKey ||
+      !AllOf(r.idempotency_key, [](char c) { return c > 0x20 && c < 0x7f; })) {
+    return InvalidError(fmt::format(
+        "idempotencyKey must be at most {} printable ASCII characters without spaces",
+        kMaxIdempotencyKey));
+  }
+  if (r.correlation_id.size() > kMaxCorrelationId || !AllOf(r.correlation_id, IsNameChar)) {
+    return InvalidError(fmt::format("correlationId must be at most {} characters of [A-Za-z0-9._-]",
+                                    kMaxCorrelationId));
+  }
+  if (r.params.size() > kMaxParams) {
+    return InvalidError(fmt::format("params has more than {} entries", kMaxParams));
+  }
+  for (const auto& [key, value] : r.params) {
+    if (key.empty() || key.size() > kMaxParamKey || HasControl(key)) {
+      return InvalidError(fmt::format("params: a key is empty, longer than {} bytes or contains "
+                                      "control characters",
+                                      kMaxParamKey));
+    }
+    if (value.size() > kMaxParamValue) {
+      return InvalidError(fmt::format("params.{} is longer than {} bytes", key, kMaxParamValue));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// The request's identity for idempotency: type, serviceRef, profile, params
+// (in key order) and the principal; length-prefixed so no two requests share
+// an encoding. The correlation id is deliberately left out.
+std::string Fingerprint(const StartRequest& r, std::string_view profile) {
+  std::string canonical = "stream.start";
+  auto add = [&canonical](std::string_view s) {
+    canonical += fmt::format("|{}:{}", s.size(), s);
+  };
+  add(r.service_ref);
+  add(profile);
+  add(r.principal);
+  canonical += fmt::format("|{}", r.params.size());
+  for (const auto& [key, value] : r.params) {
+    add(key);
+    add(value);
+  }
+  return Sha256Hex(canonical);
+}
+
+// Store key of an idempotency key: scoped to the principal.
+std::string ScopedIdempotencyKey(std::string_view principal, std::string_view key) {
+  return fmt::format("{}:{}", Sha256Hex(principal).substr(0, 32), key);
+}
+
+absl::Status WithContext(const absl::Status& status, std::string_view what) {
+  if (status.ok()) return status;
+  return MakeError(CodeOf(status), fmt::format("{}: {}", what, FromAbsl(status.message())));
+}
+
+int SlotOf(const SessionRecord& record) {
+  auto it = record.context_data.find("tuner_slot");
+  if (it == record.context_data.end()) return -1;
+  int slot = -1;
+  const auto* begin = it->second.data();
+  const auto* end = begin + it->second.size();
+  auto [ptr, ec] = std::from_chars(begin, end, slot);
+  if (ec != std::errc() || ptr != end) return -1;
+  return slot;
+}
+
+uint64_t TokenOf(const SessionRecord& record) {
+  auto it = record.context_data.find("fencing_token");
+  if (it == record.context_data.end()) return 0;
+  uint64_t token = 0;
+  const auto* begin = it->second.data();
+  const auto* end = begin + it->second.size();
+  auto [ptr, ec] = std::from_chars(begin, end, token);
+  if (ec != std::errc() || ptr != end) return 0;
+  return token;
+}
+
+PipelineCommand CommandOf(const SessionRecord& record) {
+  return PipelineCommand{record.session_id, record.service_ref, record.profile.name,
+                         SlotOf(record), TokenOf(record)};
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<int>> ParseSlotSpec(std::string_view spec) {
+  if (spec.empty()) return InvalidError("tuner slots: the spec is empty");
+  std::vector<int> slots;
+  std::set<int> seen;
+  auto parse_number = [](std::string_view text, int& out) {
+    if (text.empty() || text.size() > 4) return false;
+    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+    return ec == std::errc() && ptr == text.data() + text.size() && out >= 0 && out <= kMaxSlot;
+  };
+  size_t pos = 0;
+  while (pos <= spec.size()) {
+    const size_t comma = std::min(spec.find(',', pos), spec.size());
+    const std::string_view part = spec.substr(pos, comma - pos);
+    if (part.empty()) {
+      return InvalidError(fmt::format("tuner slots: empty entry in '{}'", spec));
+    }
+    int first = 0;
+    int last = 0;
+    const size_t dash = part.find('-');
+    const bool ok = dash == std::string_view::npos
+                        ? parse_number(part, first) && (last = first, true)
+                        : parse_number(part.substr(0, dash), first) &&
+                              parse_number(part.substr(dash + 1), last);
+    if (!ok) {
+      return InvalidError(fmt::format(
+          "tuner slots: '{}' is not a slot number (0-{}) or a range of them", part, kMaxSlot));
+    }
+    if (last < first) {
+      return InvalidError(fmt::format("tuner slots: range '{}' runs backwards", part));
+    }
+    for (int slot = first; slot <= last; ++slot) {
+      if (!seen.insert(slot).second) {
+        return InvalidError(fmt::format("tuner slots: slot {} is listed twice ('{}')", slot, part));
+      }
+      slots.push_back(slot);
+    }
+    pos = comma + 1;
+  }
+  return slots;
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(EngineOptions options, Store* store,
+                                                       Clock* clock,
+                                                       std::shared_ptr<Pipeline> pipeline,
+                                                       std::shared_ptr<AuditSink> audit) {
+  if (store == nullptr) return InvalidError("engine: store is null");
+  if (options.tuner_slots.empty()) return InvalidError("engine: no tuner slots configured");
+  if (options.lease_ttl_ms <= 0) return InvalidError("engine: lease ttl must be > 0");
+  if (options.heartbeat_ms <= 0 || options.heartbeat_ms >= options.lease_ttl_ms) {
+    return InvalidError(fmt::format("engine: heartbeat ({} ms) must be > 0 and shorter than the "
+                                    "lease ttl ({} ms)",
+                                    options.heartbeat_ms, options.lease_ttl_ms));
+  }
+  for (const auto& [name, value] :
+       {std::pair<const char*, int64_t>{"start deadline", options.start_deadline_ms},
+        {"stop deadline", options.stop_deadline_ms},
+        {"retention", options.retention_ms},
+        {"idempotency ttl", options.idempotency_ttl_ms},
+        {"sweep interval", options.sweep_interval_ms}}) {
+    if (value <= 0) return InvalidError(fmt::format("engine: {} must be > 0", name));
+  }
+  if (options.idle_timeout_ms < 0) return InvalidError("engine: idle timeout must be >= 0");
+  if (options.owner_id.empty()) options.owner_id = "engine-" + RandomHex(8);
+  if (clock == nullptr) clock = Clock::Real();
+  std::unique_ptr<Engine> engine(
+      new Engine(std::move(options), store, clock, std::move(pipeline), std::move(audit)));
+  engine->Recover();
+  if (engine->options_.background) {
+    engine->thread_ = std::thread([e = engine.get()] { e->Loop(); });
+  }
+  return engine;
+}
+
+Engine::Engine(EngineOptions options, Store* store, Clock* clock,
+               std::shared_ptr<Pipeline> pipeline, std::shared_ptr<AuditSink> audit)
+    : options_(std::move(options)),
+      store_(store),
+      clock_(clock),
+      pipeline_(std::move(pipeline)),
+      audit_(std::move(audit)) {
+  const int64_t now = clock_->MonotonicMs();
+  next_heartbeat_ms_ = now + options_.heartbeat_ms;
+  next_sweep_ms_ = now + options_.sweep_interval_ms;
+}
+
+Engine::~Engine() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    shutting_down_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  Drain();
+}
+
+int64_t Engine::DeadlineFor(SessionState state, int64_t now_ms) const {
+  switch (state) {
+    case SessionState::kNew:
+    case SessionState::kStarting: return now_ms + options_.start_deadline_ms;
+    case SessionState::kReady:
+      return options_.idle_timeout_ms > 0 ? now_ms + options_.idle_timeout_ms : 0;
+    case SessionState::kDraining:
+    case SessionState::kStopping: return now_ms + options_.stop_deadline_ms;
+    case SessionState::kFailed:
+    case SessionState::kCancelled:
+    case SessionState::kStopped: return now_ms + options_.retention_ms;
+  }
+  return 0;
+}
+
+absl::StatusOr<SessionRecord> Engine::Transition(
+    std::string_view id, SessionEvent event, Reason reason, std::string_view detail,
+    const std::function<void(SessionRecord&)>& extra) {
+  bool changed = false;
+  auto stored = store_->UpdateSession(id, [&](SessionRecord& record) -> absl::Status {
+    const SessionState before = record.state;
+    const int64_t now = NowMs();
+    XG2G_RETURN_IF_ERROR(ApplyEvent(record, event, reason, detail, now / 1000));
+    changed = record.state != before;
+    if (changed) record.deadline_unix_ms = DeadlineFor(record.state, now);
+    if (extra) extra(record);
+    return absl::OkStatus();
+  });
+  if (stored.ok() && changed) counters_.transitions.fetch_add(1, std::memory_order_relaxed);
+  return stored;
+}
+
+void Engine::RollBack(const std::vector<std::function<absl::Status()>>& undo) {
+  // Newest first: leases before the records that name them.
+  for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
+    absl::Status status = (*it)();
+    if (!status.ok() && CodeOf(status) != ErrorCode::kNotFound) {
+      std::lock_guard<std::mutex> lock(mu_);
+      cleanups_.push_back(*it);
+    }
+  }
+}
+
+absl::StatusOr<StartResult> Engine::Start(const StartRequest& request,
+                                          std::string* busy_session_id) {
+  counters_.start_intents.fetch_add(1, std::memory_order_relaxed);
+  if (busy_session_id != nullptr) busy_session_id->clear();
+  XG2G_RETURN_IF_ERROR(ValidateStart(request));
+
+  const int64_t now = NowMs();
+  SessionRecord record;
+  record.session_id = NewSessionId();
+  record.service_ref = request.service_ref;
+  if (!request.profile.empty()) record.profile.name = request.profile;
+  record.principal = request.principal;
+  record.correlation_id =
+      request.correlation_id.empty() ? RandomHex(8) : request.correlation_id;
+  record.created_at_unix = record.updated_at_unix = now / 1000;
+  record.deadline_unix_ms = DeadlineFor(SessionState::kNew, now);
+  record.context_data["owner"] = options_.owner_id;
+
+  auto store_failed = [this](const absl::Status& status, std::string_view step) {
+    counters_.store_failures.fetch_add(1, std::memory_order_relaxed);
+    return WithContext(status, fmt::format("start: {}", step));
+  };
+
+  std::vector<std::function<absl::Status()>> undo;
+  const std::string id = record.session_id;
+  if (!request.idempotency_key.empty()) {
+    const std::string key = ScopedIdempotencyKey(request.principal, request.idempotency_key);
+    const std::string fingerprint = Fingerprint(request, record.profile.name);
+    auto outcome = store_->PutSessionWithIdempotency(record, key, fingerprint,
+                                                     options_.idempotency_ttl_ms);
+    if (!outcome.ok()) return store_failed(outcome.status(), "storing the session");
+    if (!outcome->stored) {
+      if (outcome->existing.fingerprint != fingerprint) {
+        return ConflictError(fmt::format(
+            "idempotency key '{}' was first used with a different request (session {})",
+            request.idempotency_key, outcome->existing.session_id));
+      }
+      auto existing = store_->GetSession(outcome->existing.session_id);
+      if (!existing.ok() && CodeOf(existing.status()) != ErrorCode::kNotFound) {
+        return store_failed(existing.status(), "reading the replayed session");
+      }
+      if (existing.ok() && existing->state == SessionState::kNew) {
+        if (busy_session_id != nullptr) *busy_session_id = outcome->existing.session_id;
+        return InFlightError(fmt::format(
+            "idempotency key '{}': the first request (session {}) is still being created",
+            request.idempotency_key, outcome->existing.session_id));
+      }
+      counters_.replays.fetch_add(1, std::memory_order_relaxed);
+      StartResult replay;
+      replay.session_id = outcome->existing.session_id;
+      replay.state = existing.ok() ? existing->state : SessionState::kStopped;
+      replay.correlation_id = existing.ok() ? existing->correlation_id : "";
+      replay.replay = true;
+      Audit("session_start", "replay", request.principal, replay.session_id, "");
+      return replay;
+    }
+    undo.push_back([this, key] { return store_->DeleteIdempotency(key); });
+  } else {
+    absl::Status put = store_->PutSession(record);
+    if (!put.ok()) return store_failed(put, "storing the session");
+  }
+  undo.insert(undo.begin(), [this, id] { return store_->DeleteSession(id); });
+
+  // Fails the new session as busy. A store failure here is a store failure of
+  // the whole start: everything is undone.
+  auto answer_busy = [&](std::string message) -> absl::Status {
+    auto failed = Transition(id, SessionEvent::kNoTuner, Reason::kLeaseBusy, message);
+    if (!failed.ok()) {
+      RollBack(undo);
+      return store_failed(failed.status(), "recording the busy answer");
+    }
+    counters_.busy.fetch_add(1, std::memory_order_relaxed);
+    Audit("session_start", "busy", request.principal, id, message);
+    return BusyError(message);
+  };
+
+  // One active session per service.
+  const std::string service_key = ServiceLeaseKey(record.service_ref);
+  auto service_lease = store_->AcquireLease(service_key, id, options_.lease_ttl_ms);
+  if (!service_lease.ok()) {
+    if (CodeOf(service_lease.status()) != ErrorCode::kBusy) {
+      RollBack(undo);
+      return store_failed(service_lease.status(), "taking the service lease");
+    }
+    auto holder = store_->GetLease(service_key);
+    const std::string active = holder.ok() ? holder->owner : "";
+    if (busy_session_id != nullptr) *busy_session_id = active;
+    return answer_busy(fmt::format("service '{}' is already active in session {}",
+                                   record.service_ref, active.empty() ? "(unknown)" : active));
+  }
+  undo.push_back([this, service_key, id] { return store_->ReleaseLease(service_key, id); });
+
+  // The first free tuner slot wins.
+  int slot = -1;
+  uint64_t token = 0;
+  for (int candidate : options_.tuner_slots) {
+    const std::string key = TunerLeaseKey(candidate);
+    auto grant = store_->AcquireLease(key, id, options_.lease_ttl_ms);
+    if (grant.ok()) {
+      slot = candidate;
+      token = grant->fencing_token;
+      undo.push_back([this, key, id] { return store_->ReleaseLease(key, id); });
+      break;
+    }
+    if (CodeOf(grant.status()) != ErrorCode::kBusy) {
+      RollBack(undo);
+      return store_failed(grant.status(), fmt::format("taking tuner lease {}", key));
+    }
+  }
+  if (slot < 0) {
+    absl::Status released = store_->ReleaseLease(service_key, id);
+    if (!released.ok()) {
+      RollBack(undo);
+      return store_failed(released, "releasing the service lease");
+    }
+    undo.pop_back();  // the service lease is gone already
+    return answer_busy(
+        fmt::format("no free tuner: all {} slots are busy", options_.tuner_slots.size()));
+  }
+
+  auto starting = Transition(id, SessionEvent::kLeasesAcquired, Reason::kNone, "",
+                             [&](SessionRecord& r) {
+                               r.context_data["tuner_slot"] = std::to_string(slot);
+                               r.context_data["fencing_token"] = std::to_string(token);
+                               r.context_data["owner"] = options_.owner_id;
+                             });
+  if (!starting.ok()) {
+    RollBack(undo);
+    return store_failed(starting.status(), "recording the leases");
+  }
+
+  const PipelineCommand command = CommandOf(*starting);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    local_[id] = LocalSession{command, false, false};
+  }
+  Enqueue([this, command] { RunHostStart(command); });
+  Audit("session_start", "ok", request.principal, id,
+        fmt::format("service {} on tuner {}", record.service_ref, slot));
+  return StartResult{id, starting->state, starting->correlation_id, false};
+}
+
+void Engine::Enqueue(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    tasks_.push_back(std::move(task));
+  }
+  cv_.notify_all();
+}
+
+void Engine::RunAfter(int64_t delay_ms, std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shutting_down_) return;
+    timers_.emplace(clock_->MonotonicMs() + std::max<int64_t>(delay_ms, 0), std::move(fn));
+  }
+  cv_.notify_all();
+}
+
+void Engine::RunHostStart(const PipelineCommand& command) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = local_.find(command.session_id);
+    if (it == local_.end() || it->second.stop_sent) return;  // stopped before we got here
+    it->second.host_started = true;
+  }
+  if (!pipeline_) return;
+  absl::Status tuned = pipeline_->Tune(command);
+  if (!tuned.ok()) {
+    (void)ReportFailed(command.session_id, command.fencing_token, Reason::kTuneFailed,
+                       FromAbsl(tuned.message()));
+    return;
+  }
+  absl::Status started = pipeline_->Start(command);
+  if (!started.ok()) {
+    (void)ReportFailed(command.session_id, command.fencing_token, Reason::kFfmpegStartFailed,
+                       FromAbsl(started.message()));
+  }
+}
+
+void Engine::QueueHostStop(const std::string& session_id) {
+  PipelineCommand command;
+  bool send = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = local_.find(session_id);
+    if (it == local_.end() || it->second.stop_sent) return;
+    it->second.stop_sent = true;
+    send = it->second.host_started;
+    command = it->second.command;
+  }
+  if (!send) {
+    // The host never heard of it: the teardown is done already.
+    (void)ReportStopped(session_id, command.fencing_token);
+    return;
+  }
+  Enqueue([this, command] {
+    if (pipeline_) pipeline_->Stop(command);
+  });
+}
+
+void Engine::ReleaseLeases(const SessionRecord& record) {
+  std::vector<std::pair<std::string, std::string>> leases = {
+      {ServiceLeaseKey(record.service_ref), record.session_id}};
+  if (const int slot = SlotOf(record); slot >= 0) {
+    leases.emplace_back(TunerLeaseKey(slot), record.session_id);
+  }
+  for (const auto& [key, owner] : leases) {
+    absl::Status released = store_->ReleaseLease(key, owner);
+    if (!released.ok() && CodeOf(released) != ErrorCode::kNotFound &&
+        CodeOf(released) != ErrorCode::kConflict) {
+      std::lock_guard<std::mutex> lock(mu_);
+      cleanups_.push_back(
+          [this, key = key, owner = owner] { return store_->ReleaseLease(key, owner); });
+    }
+  }
+}
+
+void Engine::Finish(const SessionRecord& record) {
+  ReleaseLeases(record);
+  std::lock_guard<std::mutex> lock(mu_);
+  local_.erase(record.session_id);
+}
+
+absl::Status Engine::CheckToken(std::string_view session_id, uint64_t fencing_token) {
+  XG2G_RETURN_IF_ERROR(ValidateSessionId(session_id));
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = local_.find(std::string(session_id));
+  if (it == local_.end()) {
+    return NotFoundError(fmt::format("session {} is not driven by this engine", session_id));
+  }
+  if (it->second.command.fencing_token != fencing_token) {
+    return ConflictError(fmt::format("session {}: stale fencing token {} (current {})", session_id,
+                                     fencing_token, it->second.command.fencing_token));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::ReportReady(std::string_view session_id, uint64_t fencing_token) {
+  XG2G_RETURN_IF_ERROR(CheckToken(session_id, fencing_token));
+  auto ready = Transition(session_id, SessionEvent::kHostReady, Reason::kNone, "");
+  return ready.status();
+}
+
+absl::Status Engine::ReportFailed(std::string_view session_id, uint64_t fencing_token,
+                                  Reason reason, std::string_view detail) {
+  XG2G_RETURN_IF_ERROR(CheckToken(session_id, fencing_token));
+  auto failed = Transition(session_id, SessionEvent::kHostFailed, reason, detail);
+  if (!failed.ok()) return failed.status();
+  if (IsTerminal(failed->state)) Finish(*failed);
+  return absl::OkStatus();
+}
+
+absl::Status Engine::ReportStopped(std::string_view session_id, uint64_t fencing_token) {
+  XG2G_RETURN_IF_ERROR(CheckToken(session_id, fencing_token));
+  auto stopped = Transition(session_id, SessionEvent::kHostStopped, Reason::kNone, "");
+  if (!stopped.ok() && CodeOf(stopped.status()) == ErrorCode::kState) {
+    // The pipeline ended without being asked to: that is a failure.
+    stopped = Transition(session_id, SessionEvent::kHostFailed, Reason::kProcessEnded,
+                         "the pipeline stopped on its own");
+  }
+  if (!stopped.ok()) return stopped.status();
+  if (IsTerminal(stopped->state)) Finish(*stopped);
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Touch(std::string_view session_id) {
+  XG2G_RETURN_IF_ERROR(ValidateSessionId(session_id));
+  if (options_.idle_timeout_ms <= 0) return absl::OkStatus();
+  auto touched = store_->UpdateSession(session_id, [&](SessionRecord& record) -> absl::Status {
+    if (record.state != SessionState::kReady) {
+      return StateError(fmt::format("session {} is {}, not READY", session_id,
+                                    StateName(record.state)));
+    }
+    record.deadline_unix_ms = NowMs() + options_.idle_timeout_ms;
+    return absl::OkStatus();
+  });
+  return touched.status();
+}
+
+absl::StatusOr<StopResult> Engine::Stop(std::string_view session_id) {
+  counters_.stop_intents.fetch_add(1, std::memory_order_relaxed);
+  XG2G_RETURN_IF_ERROR(ValidateSessionId(session_id));
+  auto stopped = Transition(session_id, SessionEvent::kStop, Reason::kClientStop, "");
+  if (!stopped.ok()) {
+    if (CodeOf(stopped.status()) == ErrorCode::kUnavailable) {
+      counters_.store_failures.fetch_add(1, std::memory_order_relaxed);
+    }
+    return WithContext(stopped.status(), "stop");
+  }
+  const std::string id(session_id);
+  if (IsTerminal(stopped->state)) {
+    // NEW -> STOPPED (or already over): nothing runs, only leases may remain.
+    Finish(*stopped);
+  } else if (stopped->state == SessionState::kStopping) {
+    QueueHostStop(id);  // a no-op unless this engine drives it
+  }
+  Audit("session_stop", "ok", stopped->principal, id,
+        fmt::format("state {}", StateName(stopped->state)));
+  return StopResult{id, stopped->state};
+}
+
+void Engine::Heartbeat() {
+  std::vector<std::string> ids;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, local] : local_) ids.push_back(id);
+  }
+  for (const std::string& id : ids) {
+    auto record = store_->GetSession(id);
+    if (!record.ok()) {
+      if (CodeOf(record.status()) == ErrorCode::kNotFound) {
+        // Deleted behind our back: the pipeline has no session any more.
+        QueueHostStop(id);
+        std::lock_guard<std::mutex> lock(mu_);
+        local_.erase(id);
+      }
+      continue;  // store trouble: try again next beat
+    }
+    if (IsTerminal(record->state)) {
+      QueueHostStop(id);
+      Finish(*record);
+      continue;
+    }
+    if (record->state == SessionState::kStopping) QueueHostStop(id);
+
+    bool lost = false;
+    for (const std::string& key : {ServiceLeaseKey(record->service_ref),
+                                   TunerLeaseKey(SlotOf(*record))}) {
+      auto renewed = store_->RenewLease(key, id, options_.lease_ttl_ms);
+      if (!renewed.ok()) {
+        const ErrorCode code = CodeOf(renewed.status());
+        if (code == ErrorCode::kNotFound || code == ErrorCode::kConflict) lost = true;
+      }
+    }
+    if (!lost) continue;
+    counters_.lease_losses.fetch_add(1, std::memory_order_relaxed);
+    auto failed = Transition(id, SessionEvent::kLeaseLost, Reason::kLeaseExpired,
+                             "a lease renewal failed");
+    QueueHostStop(id);
+    if (failed.ok()) Finish(*failed);
+  }
+}
+
+void Engine::Sweep() {
+  const int64_t now = NowMs();
+  std::vector<std::string> due;
+  absl::Status scanned = store_->ScanSessions([&](const SessionRecord& record) {
+    if (record.deadline_unix_ms != 0 && record.deadline_unix_ms <= now) {
+      due.push_back(record.session_id);
+    }
+    return true;
+  });
+  if (!scanned.ok()) return;  // next sweep
+
+  for (const std::string& id : due) {
+    auto record = store_->GetSession(id);
+    if (!record.ok() || record->deadline_unix_ms == 0 || record->deadline_unix_ms > NowMs()) {
+      continue;
+    }
+    if (IsTerminal(record->state)) {
+      if (store_->DeleteSession(id).ok()) {
+        counters_.retention_deletes.fetch_add(1, std::memory_order_relaxed);
+      }
+      continue;
+    }
+    const SessionEvent event = record->state == SessionState::kReady ? SessionEvent::kIdleTimeout
+                                                                     : SessionEvent::kDeadline;
+    auto next = Transition(id, event, Reason::kNone,
+                           fmt::format("{} deadline passed", StateName(record->state)));
+    if (!next.ok()) continue;
+    counters_.deadline_expiries.fetch_add(1, std::memory_order_relaxed);
+    if (IsTerminal(next->state)) {
+      QueueHostStop(id);
+      Finish(*next);
+    } else if (next->state == SessionState::kStopping) {
+      QueueHostStop(id);
+    }
+  }
+}
+
+void Engine::Recover() {
+  std::vector<SessionRecord> candidates;
+  absl::Status scanned = store_->ScanSessions([&](const SessionRecord& record) {
+    if (record.state != SessionState::kNew && !IsTerminal(record.state)) {
+      candidates.push_back(record);
+    }
+    return true;
+  });
+  if (!scanned.ok()) return;  // the sweeper's deadlines still apply
+
+  for (const SessionRecord& record : candidates) {
+    const auto owner = record.context_data.find("owner");
+    const bool ours = owner != record.context_data.end() && owner->second == options_.owner_id;
+    auto lease = store_->GetLease(TunerLeaseKey(SlotOf(record)));
+    const bool lease_gone = !lease.ok() || lease->owner != record.session_id;
+    // A session of ours from an earlier run lost its pipeline with that run.
+    if (!lease_gone && !ours) continue;
+
+    if (options_.requeue_on_recovery && record.state == SessionState::kStarting) {
+      // Re-queue: take the leases again and start the host pipeline anew.
+      ReleaseLeases(record);
+      auto service = store_->AcquireLease(ServiceLeaseKey(record.service_ref), record.session_id,
+                                          options_.lease_ttl_ms);
+      int slot = -1;
+      uint64_t token = 0;
+      if (service.ok()) {
+        for (int candidate : options_.tuner_slots) {
+          auto grant = store_->AcquireLease(TunerLeaseKey(candidate), record.session_id,
+                                            options_.lease_ttl_ms);
+          if (grant.ok()) {
+            slot = candidate;
+            token = grant->fencing_token;
+            break;
+          }
+        }
+      }
+      if (slot >= 0) {
+        auto requeued = store_->UpdateSession(record.session_id, [&](SessionRecord& r) {
+          if (r.state != SessionState::kStarting) return StateError("no longer STARTING");
+          r.context_data["tuner_slot"] = std::to_string(slot);
+          r.context_data["fencing_token"] = std::to_string(token);
+          r.context_data["owner"] = options_.owner_id;
+          r.deadline_unix_ms = DeadlineFor(SessionState::kStarting, NowMs());
+          return absl::OkStatus();
+        });
+        if (requeued.ok()) {
+          counters_.recovered.fetch_add(1, std::memory_order_relaxed);
+          const PipelineCommand command = CommandOf(*requeued);
+          {
+            std::lock_guard<std::mutex> lock(mu_);
+            local_[record.session_id] = LocalSession{command, false, false};
+          }
+          Enqueue([this, command] { RunHostStart(command); });
+          continue;
+        }
+      }
+      // Could not re-queue: fail it like any other.
+    }
+    auto failed = Transition(record.session_id, SessionEvent::kLeaseLost, Reason::kLeaseExpired,
+                             "recovered at start-up: its lease or pipeline is gone");
+    if (failed.ok()) {
+      counters_.recovered.fetch_add(1, std::memory_order_relaxed);
+      ReleaseLeases(*failed);
+    }
+  }
+}
+
+void Engine::Drain() {
+  std::map<std::string, LocalSession> local;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    local.swap(local_);
+    tasks_.clear();
+    timers_.clear();
+  }
+  for (const auto& [id, session] : local) {
+    if (session.host_started && !session.stop_sent && pipeline_) pipeline_->Stop(session.command);
+    auto record = store_->GetSession(id);
+    if (!record.ok()) continue;
+    absl::StatusOr<SessionRecord> ended = *record;
+    if (record->state == SessionState::kNew || record->state == SessionState::kStarting) {
+      ended = Transition(id, SessionEvent::kCancel, Reason::kCancelled, "engine shut down");
+    } else if (!IsTerminal(record->state)) {
+      ended = Transition(id, SessionEvent::kStop, Reason::kClientStop, "engine shut down");
+      if (ended.ok() && !IsTerminal(ended->state)) {
+        ended = Transition(id, SessionEvent::kHostStopped, Reason::kNone, "");
+      }
+    }
+    if (ended.ok()) ReleaseLeases(*ended);
+  }
+}
+
+void Engine::Poll() {
+  std::lock_guard<std::mutex> poll_lock(poll_mu_);
+  std::deque<std::function<void()>> tasks;
+  std::vector<std::function<void()>> timers;
+  std::vector<std::function<absl::Status()>> cleanups;
+  bool heartbeat = false;
+  bool sweep = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    tasks.swap(tasks_);
+    const int64_t now = clock_->MonotonicMs();
+    while (!timers_.empty() && timers_.begin()->first <= now) {
+      timers.push_back(std::move(timers_.begin()->second));
+      timers_.erase(timers_.begin());
+    }
+    if (now >= next_heartbeat_ms_) {
+      heartbeat = true;
+      next_heartbeat_ms_ = now + options_.heartbeat_ms;
+    }
+    if (now >= next_sweep_ms_) {
+      sweep = true;
+      next_sweep_ms_ = now + options_.sweep_interval_ms;
+      cleanups.swap(cleanups_);
+    }
+  }
+  for (auto& task : tasks) task();
+  for (auto& timer : timers) timer();
+  for (auto& cleanup : cleanups) {
+    absl::Status status = cleanup();
+    if (!status.ok() && CodeOf(status) != ErrorCode::kNotFound &&
+        CodeOf(status) != ErrorCode::kConflict) {
+      std::lock_guard<std::mutex> lock(mu_);
+      cleanups_.push_back(std::move(cleanup));
+    }
+  }
+  if (heartbeat) Heartbeat();
+  if (sweep) Sweep();
+  // Host calls queued by the heartbeat or the sweeper run in the same Poll.
+  std::deque<std::function<void()>> more;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    more.swap(tasks_);
+  }
+  for (auto& task : more) task();
+}
+
+void Engine::Loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!shutting_down_) {
+    lock.unlock();
+    Poll();
+    lock.lock();
+    if (shutting_down_ || !tasks_.empty()) continue;
+    int64_t next = std::min(next_heartbeat_ms_, next_sweep_ms_);
+    if (!timers_.empty()) next = std::min(next, timers_.begin()->first);
+    const int64_t wait_ms = std::clamp<int64_t>(next - clock_->MonotonicMs(), 1, 1000);
+    cv_.wait_for(lock, std::chrono::milliseconds(wait_ms),
+                 [this] { return shutting_down_ || !tasks_.empty(); });
+  }
+}
+
+void Engine::Audit(std::string_view type, std::string_view outcome, const std::string& principal,
+                   const std::string& session_id, std::string detail) {
+  if (!audit_) return;
+  AuditEvent event;
+  event.type = std::string(type);
+  event.time_unix_ms = NowMs();
+  event.route = "engine";
+  event.outcome = std::string(outcome);
+  event.principal_digest = principal;
+  event.session_id = session_id;
+  event.detail = std::move(detail);
+  audit_->Emit(event);
+}
+
+EngineStats Engine::Stats() const {
+  EngineStats stats;
+  stats.start_intents = counters_.start_intents.load();
+  stats.stop_intents = counters_.stop_intents.load();
+  stats.replays = counters_.replays.load();
+  stats.busy = counters_.busy.load();
+  stats.store_failures = counters_.store_failures.load();
+  stats.lease_losses = counters_.lease_losses.load();
+  stats.transitions = counters_.transitions.load();
+  stats.deadline_expiries = counters_.deadline_expiries.load();
+  stats.recovered = counters_.recovered.load();
+  stats.retention_deletes = counters_.retention_deletes.load();
+  std::lock_guard<std::mutex> lock(mu_);
+  stats.active_sessions = local_.size();
+  return stats;
+}
+
+}  // namespace xg2g
