@@ -10,6 +10,7 @@
 #include "xg2g_common.h"
 #include "xg2g_session.h"
 #include "xg2g_store.h"
+#include "xg2g_engine.h"
 #include "xg2g_tls.h"
 
 #endif /* XG2G_H */

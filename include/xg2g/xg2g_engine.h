@@ -312,12 +312,14 @@ XG2G_API(xg2g_status) xg2g_engine_create(xg2g_engine **out, const xg2g_config *c
                                          xg2g_store *store);
 
 /*
- * Stops the engine's thread, drops pending host calls and timers, and frees
- * the engine. Sessions stay in the store as they are; their leases expire
- * unless another engine renews them. Then releases the callbacks' user data
- * (see xg2g_config_set_pipeline). Must not be called from a callback of the
- * same engine, nor while another thread is inside a call on it. NULL is
- * ignored. Since 0.1.
+ * Shuts the engine down and frees it: joins its thread, drops pending host
+ * calls and timers, then ends the sessions it drives: the host's stop
+ * callback runs (on the calling thread) for each whose pipeline was started,
+ * NEW and STARTING sessions become CANCELLED, the others STOPPED, and their
+ * leases are released. Finally the callbacks' user data is released if
+ * nothing else holds it (see xg2g_config_set_pipeline). Must not be called
+ * from a callback of the same engine, nor while another thread is inside a
+ * call on it. NULL is ignored. Since 0.1.
  */
 XG2G_API(void) xg2g_engine_destroy(xg2g_engine *engine);
 
@@ -367,9 +369,10 @@ XG2G_API(xg2g_status) xg2g_start_request_init(xg2g_start_request *req, unsigned 
  *   to tune on the engine's thread, after the call returns); correlation_id
  *   is the session's; busy_session_id is "".
  * On failure every field but version is zeroed ("" and XG2G_STATE_NEW),
- *   except that on XG2G_EBUSY because the service already has an active
- *   session, busy_session_id names that session ("" when the engine has no
- *   free tuner slot instead). Since 0.1.
+ *   except busy_session_id: on XG2G_EBUSY because the service already has an
+ *   active session it names that session ("" when the engine has no free
+ *   tuner slot instead), and on XG2G_EINFLIGHT it names the session the
+ *   idempotency key's first request is creating. Since 0.1.
  */
 typedef struct xg2g_start_result {
   unsigned int version; /* XG2G_START_RESULT_VERSION */
@@ -399,9 +402,9 @@ XG2G_API(xg2g_status) xg2g_start_result_init(xg2g_start_result *res, unsigned in
  *   already has an active session: out->busy_session_id names it; or no
  *   tuner slot is free: the new session is FAILED with R_LEASE_BUSY),
  *   XG2G_ECONFLICT (the idempotency key was first used with a different
- *   request), XG2G_EINFLIGHT (the key's first request is still being
- *   created: retry shortly), XG2G_EUNAVAILABLE (the store failed; nothing
- *   was left behind).
+ *   request; nothing was created), XG2G_EINFLIGHT (the key's first request
+ *   is still being created: retry shortly), XG2G_EUNAVAILABLE (the store
+ *   failed; nothing was left behind).
  * Thread-safe. Since 0.1.
  */
 XG2G_API(xg2g_status) xg2g_engine_start(xg2g_start_result *out, xg2g_engine *engine,
@@ -476,9 +479,9 @@ XG2G_API(xg2g_status) xg2g_engine_report_stopped(xg2g_engine *engine, const char
 
 /*
  * Marks activity on a READY session (a client fetched a segment), pushing
- * its idle deadline back. Errors: XG2G_EINVAL (NULL argument),
- * XG2G_ENOTFOUND, XG2G_ESTATE (the session is not READY). Thread-safe.
- * Since 0.1.
+ * its idle deadline back. With the idle timeout off it only checks the id.
+ * Errors: XG2G_EINVAL (NULL argument, an unsafe id), XG2G_ENOTFOUND,
+ * XG2G_ESTATE (the session is not READY). Thread-safe. Since 0.1.
  */
 XG2G_API(xg2g_status) xg2g_engine_touch(xg2g_engine *engine, const char *session_id);
 

@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """ABI checks of libxg2g.so: SONAME, exported symbols, header declarations.
 
-Usage: check_abi.py LIBRARY VERSION_SCRIPT CAPI_TEST_SOURCE HEADER...
-(the plain-C test source must call every exported function)
+Usage: check_abi.py LIBRARY VERSION_SCRIPT CAPI_TEST_DIR HEADER...
+(the plain-C tests, every *.c file in CAPI_TEST_DIR, must together call every
+exported function)
 Fails (exit 1) with one line per problem.
 """
+import glob
+import os
 import re
 import subprocess
 import sys
@@ -55,8 +58,21 @@ def header_functions(paths):
     return names
 
 
+def called_functions(capi_test_dir):
+    """(names called by the plain-C tests, the test files read)."""
+    sources = sorted(glob.glob(os.path.join(capi_test_dir, "*.c")))
+    called = set()
+    for path in sources:
+        text = open(path, encoding="utf-8").read()
+        # A name in a comment is not a call.
+        text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+        text = re.sub(r"^\s*//[^\n]*", "", text, flags=re.M)
+        called.update(re.findall(r"\b(xg2g_\w+)\s*\(", text))
+    return called, sources
+
+
 def main(argv):
-    lib, version_script, capi_test, headers = argv[1], argv[2], argv[3], argv[4:]
+    lib, version_script, capi_test_dir, headers = argv[1], argv[2], argv[3], argv[4:]
     problems = []
 
     soname, needed = readelf_dynamic(lib)
@@ -82,12 +98,14 @@ def main(argv):
         problems.append(f"declared in a header but not in the version script: {name}")
     for name in sorted(listed - declared):
         problems.append(f"in the version script but not declared in a header: {name}")
+    called, sources = called_functions(capi_test_dir)
+    if not sources:
+        problems.append(f"no plain-C tests (*.c) in {capi_test_dir}")
+    for name in sorted(listed - called):
+        problems.append(f"never called by a plain-C test in {capi_test_dir}: {name}")
     # Anything the private BoringSSL defines or hooks must resolve inside the
     # library: an undefined (even weak) reference would bind to the process's
     # OpenSSL or to whatever else happens to export the name.
-    called = set(re.findall(r"\b(xg2g_\w+)\s*\(", open(capi_test, encoding="utf-8").read()))
-    for name in sorted(listed - called):
-        problems.append(f"never called by the plain-C test {capi_test}: {name}")
     crypto_imports = sorted(s for s in undefined
                             if re.match(r"(EVP|X509|PEM|RSA|EC_KEY|BIO|RAND|SHA256|OPENSSL|CRYPTO|"
                                         r"BN|ERR|ASN1|sdallocx)_?", s))

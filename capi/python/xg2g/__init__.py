@@ -3,10 +3,13 @@
 The library is found through the XG2G_LIBRARY environment variable (a path to
 libxg2g.so), else the system's library search path.
 """
+import collections
 import ctypes
+import dataclasses
 import enum
 import json
 
+from . import _ffi
 from ._ffi import (LIST_P, SCAN_FN, SESSION_P, STORE_P, UPDATE_FN, TlsCheckOptions, lib)
 
 __all__ = [
@@ -14,6 +17,7 @@ __all__ = [
     "Conflict", "Busy", "InvalidState", "Unavailable", "Corrupt", "StoreFull", "Timeout",
     "Cancelled", "IOFailure", "Unsupported", "InternalError", "InFlight", "State", "Reason", "Event",
     "Session", "Store", "tls_check", "version", "library_version",
+    "Config", "Engine", "PipelineCommand", "StartResult", "StopResult", "EngineStats",
 ]
 
 
@@ -34,7 +38,11 @@ class VersionMismatch(Error): status = -3
 class NotFound(Error, LookupError): status = -4
 class AlreadyExists(Error): status = -5
 class Conflict(Error): status = -6
-class Busy(Error): status = -7
+class Busy(Error):
+    """Busy lease or no free tuner. `busy_session_id` names the session that
+    already serves the service (engine starts), else it is None."""
+    status = -7
+    busy_session_id = None
 class InvalidState(Error): status = -8
 class Unavailable(Error): status = -9
 class Corrupt(Error): status = -10
@@ -44,7 +52,11 @@ class Cancelled(Error): status = -13
 class IOFailure(Error, OSError): status = -14
 class Unsupported(Error): status = -15
 class InternalError(Error): status = -16
-class InFlight(Error): status = -17
+class InFlight(Error):
+    """The idempotency key's first request is still being created; retry.
+    `busy_session_id` names the session it is creating (engine starts)."""
+    status = -17
+    busy_session_id = None
 
 
 _BY_STATUS = {cls.status: cls for cls in Error.__subclasses__()}
@@ -348,3 +360,318 @@ def tls_check(cert_path, key_path, *, warn_days=30, warn_fraction=0.33, now_unix
     out = ctypes.c_void_p()
     _check(lib.xg2g_tls_check(ctypes.byref(out), _b(cert_path), _b(key_path), ctypes.byref(opts)))
     return json.loads(_take_string(out))
+
+
+# ---------------------------------------------------------------------------
+# Engine
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineCommand:
+    """What the engine asks the host pipeline to do for one session."""
+    session_id: str
+    service_ref: str
+    profile: str
+    slot: int
+    fencing_token: int
+
+
+@dataclasses.dataclass(frozen=True)
+class StartResult:
+    session_id: str
+    state: State
+    correlation_id: str
+    replay: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class StopResult:
+    session_id: str
+    state: State
+
+
+EngineStats = collections.namedtuple("EngineStats", _ffi.ENGINE_STATS_FIELDS)
+EngineStats.__doc__ = "The engine's counters (see xg2g_engine_stats)."
+
+_ECANCELLED = -13
+
+
+def _command(pointer):
+    c = pointer.contents
+    return PipelineCommand(_s(c.session_id), _s(c.service_ref), _s(c.profile), c.slot,
+                           c.fencing_token)
+
+
+def _init_struct(init, struct_type, version):
+    value = struct_type()
+    _check(init(ctypes.byref(value), version))
+    return value
+
+
+class Config:
+    """Engine configuration (xg2g_config): typed setters, copied by Engine().
+
+    Not thread-safe. Callbacks installed here are Python callables; the
+    Config and every Engine created from it keep them alive.
+    """
+
+    def __init__(self, *, tuner_slots=None, owner_id=None, lease_ttl_ms=None, heartbeat_ms=None,
+                 start_deadline_ms=None, stop_deadline_ms=None, idle_timeout_ms=None,
+                 retention_ms=None, idempotency_ttl_ms=None, requeue_on_recovery=None,
+                 manual_clock=None):
+        h = _ffi.CONFIG_P()
+        _check(lib.xg2g_config_create(ctypes.byref(h)))
+        self._h = h
+        # Python objects the C side points at: kept while the config may use them.
+        self._keep = {}
+        # Exceptions raised by this config's Python callbacks (newest last).
+        self.callback_errors = collections.deque(maxlen=100)
+        for name, value in (("tuner_slots", tuner_slots), ("owner_id", owner_id),
+                            ("lease_ttl_ms", lease_ttl_ms), ("heartbeat_ms", heartbeat_ms),
+                            ("start_deadline_ms", start_deadline_ms),
+                            ("stop_deadline_ms", stop_deadline_ms),
+                            ("idle_timeout_ms", idle_timeout_ms), ("retention_ms", retention_ms),
+                            ("idempotency_ttl_ms", idempotency_ttl_ms),
+                            ("requeue_on_recovery", requeue_on_recovery),
+                            ("manual_clock", manual_clock)):
+            if value is not None:
+                getattr(self, "set_" + name)(value)
+
+    def close(self):
+        if getattr(self, "_h", None):
+            lib.xg2g_config_destroy(self._h)
+        self._h = _ffi.CONFIG_P()
+        self._keep = {}
+
+    def __del__(self):
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def set_tuner_slots(self, spec):
+        """"0-3", "0,2,5", "0" (one slot numbered 0); InvalidArgument names a bad part."""
+        _check(lib.xg2g_config_set_tuner_slots(self._h, _b(spec)))
+
+    def set_owner_id(self, owner_id):
+        _check(lib.xg2g_config_set_owner_id(self._h, _b(owner_id)))
+
+    def set_lease_ttl_ms(self, ms):
+        _check(lib.xg2g_config_set_lease_ttl_ms(self._h, ms))
+
+    def set_heartbeat_ms(self, ms):
+        _check(lib.xg2g_config_set_heartbeat_ms(self._h, ms))
+
+    def set_start_deadline_ms(self, ms):
+        _check(lib.xg2g_config_set_start_deadline_ms(self._h, ms))
+
+    def set_stop_deadline_ms(self, ms):
+        _check(lib.xg2g_config_set_stop_deadline_ms(self._h, ms))
+
+    def set_idle_timeout_ms(self, ms):
+        _check(lib.xg2g_config_set_idle_timeout_ms(self._h, ms))
+
+    def set_retention_ms(self, ms):
+        _check(lib.xg2g_config_set_retention_ms(self._h, ms))
+
+    def set_idempotency_ttl_ms(self, ms):
+        _check(lib.xg2g_config_set_idempotency_ttl_ms(self._h, ms))
+
+    def set_requeue_on_recovery(self, enabled):
+        _check(lib.xg2g_config_set_requeue_on_recovery(self._h, 1 if enabled else 0))
+
+    def set_manual_clock(self, start_unix_ms):
+        """Manual clock mode: no engine thread; time moves with Engine.advance_clock()."""
+        _check(lib.xg2g_config_set_manual_clock(self._h, start_unix_ms))
+
+    def _guarded(self, fn, what):
+        """A C callback body around fn: exceptions become a failed status."""
+        errors = self.callback_errors
+
+        def call(pointer, _user_data):
+            try:
+                fn(_command(pointer))
+                return 0
+            except Error as e:
+                errors.append(e)
+                return e.status
+            except BaseException as e:  # noqa: BLE001 - reported through callback_errors
+                errors.append(e)
+                return _ECANCELLED
+
+        call.__name__ = what
+        return call
+
+    def set_pipeline(self, pipeline=None, *, tune=None, start=None, stop=None):
+        """Installs the host pipeline: an object with tune/start/stop methods, or
+        the functions themselves. Each gets a PipelineCommand. tune and start
+        fail the session by raising (an xg2g.Error subclass gives its status,
+        anything else XG2G_ECANCELLED; the exception lands in
+        callback_errors). They run on the engine's thread, or inside
+        Engine.poll()/advance_clock() in manual clock mode. set_pipeline(None)
+        removes the pipeline."""
+        if pipeline is not None:
+            tune = tune or getattr(pipeline, "tune", None)
+            start = start or getattr(pipeline, "start", None)
+            stop = stop or getattr(pipeline, "stop", None)
+        if pipeline is None and tune is None and start is None and stop is None:
+            _check(lib.xg2g_config_set_pipeline(self._h, None, None, _ffi.NO_DESTROY))
+            self._keep.pop("pipeline", None)
+            return
+        cbs = _init_struct(lib.xg2g_pipeline_callbacks_init, _ffi.PipelineCallbacks,
+                           _ffi.PIPELINE_CALLBACKS_VERSION)
+        keep = [cbs]
+        if tune is not None:
+            cbs.tune = _ffi.PIPELINE_FN(self._guarded(tune, "tune"))
+            keep.append(cbs.tune)
+        if start is not None:
+            cbs.start = _ffi.PIPELINE_FN(self._guarded(start, "start"))
+            keep.append(cbs.start)
+        if stop is not None:
+            errors = self.callback_errors
+
+            def stop_call(pointer, _user_data):
+                try:
+                    stop(_command(pointer))
+                except BaseException as e:  # noqa: BLE001 - reported through callback_errors
+                    errors.append(e)
+
+            cbs.stop = _ffi.PIPELINE_STOP_FN(stop_call)
+            keep.append(cbs.stop)
+        _check(lib.xg2g_config_set_pipeline(self._h, ctypes.byref(cbs), None, _ffi.NO_DESTROY))
+        self._keep["pipeline"] = keep
+
+    def use_simulated_pipeline(self, *, tune_delay_ms=0, ready_delay_ms=0, stop_delay_ms=0,
+                               fail_tune=False, fail_start=False, fail_after_ready_ms=0):
+        opts = _init_struct(lib.xg2g_simulated_pipeline_options_init,
+                            _ffi.SimulatedPipelineOptions,
+                            _ffi.SIMULATED_PIPELINE_OPTIONS_VERSION)
+        opts.tune_delay_ms, opts.ready_delay_ms = tune_delay_ms, ready_delay_ms
+        opts.stop_delay_ms, opts.fail_after_ready_ms = stop_delay_ms, fail_after_ready_ms
+        opts.fail_tune, opts.fail_start = int(bool(fail_tune)), int(bool(fail_start))
+        _check(lib.xg2g_config_use_simulated_pipeline(self._h, ctypes.byref(opts)))
+        self._keep.pop("pipeline", None)
+
+    def set_audit_callback(self, fn):
+        """fn(event: dict) for every audit event, from any thread; None restores
+        the default sink. Exceptions are kept in callback_errors."""
+        if fn is None:
+            _check(lib.xg2g_config_set_audit_callback(self._h, _ffi.NO_AUDIT, None, _ffi.NO_DESTROY))
+            self._keep.pop("audit", None)
+            return
+        errors = self.callback_errors
+
+        def audit(json_line, _user_data):
+            try:
+                fn(json.loads(json_line.decode("utf-8")))
+            except BaseException as e:  # noqa: BLE001 - reported through callback_errors
+                errors.append(e)
+
+        callback = _ffi.AUDIT_FN(audit)
+        _check(lib.xg2g_config_set_audit_callback(self._h, callback, None, _ffi.NO_DESTROY))
+        self._keep["audit"] = callback
+
+    def set_audit_path(self, path):
+        """Appends audit events as JSON lines to the file at path."""
+        _check(lib.xg2g_config_set_audit_path(self._h, _b(str(path))))
+        self._keep.pop("audit", None)
+
+
+def _fixed(raw):
+    return raw.decode("utf-8") if raw else None
+
+
+class Engine:
+    """The engine (xg2g_engine): start/stop intents, reports, the clock. Thread-safe.
+
+    The store must stay open while the engine lives (the engine keeps a
+    reference to the Store object). close() must not be called from one of
+    the engine's callbacks.
+    """
+
+    def __init__(self, config, store):
+        h = _ffi.ENGINE_P()
+        _check(lib.xg2g_engine_create(ctypes.byref(h), config._h, store._h))
+        self._h = h
+        self._store = store
+        # The C callbacks the engine copied from the config stay alive with it.
+        self._keep = dict(config._keep)
+        self.callback_errors = config.callback_errors
+
+    def close(self):
+        if getattr(self, "_h", None):
+            lib.xg2g_engine_destroy(self._h)
+        self._h = _ffi.ENGINE_P()
+        self._keep = {}
+
+    def __del__(self):
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def start(self, service_ref, *, profile=None, principal=None, idempotency_key=None,
+              correlation_id=None, params=None):
+        """Submits a start intent. Raises Busy (with busy_session_id when the
+        service is already active), Conflict (key reused for another request),
+        InFlight, InvalidArgument, Unavailable."""
+        req = _init_struct(lib.xg2g_start_request_init, _ffi.StartRequest,
+                           _ffi.START_REQUEST_VERSION)
+        req.service_ref, req.profile, req.principal = _b(service_ref), _b(profile), _b(principal)
+        req.idempotency_key, req.correlation_id = _b(idempotency_key), _b(correlation_id)
+        if params:
+            flat = []
+            for key, value in params.items():
+                flat += [_b(key), _b(value)]
+            array = (ctypes.c_char_p * len(flat))(*flat)
+            req.params = ctypes.cast(array, ctypes.POINTER(ctypes.c_char_p))
+            req.param_count = len(params)
+        res = _init_struct(lib.xg2g_start_result_init, _ffi.StartResult,
+                           _ffi.START_RESULT_VERSION)
+        status = lib.xg2g_engine_start(ctypes.byref(res), self._h, ctypes.byref(req))
+        if status != 0:
+            message = lib.xg2g_last_error().decode("utf-8", "replace")
+            error = _BY_STATUS.get(status, Error)(status, message)
+            if isinstance(error, (Busy, InFlight)):
+                error.busy_session_id = _fixed(res.busy_session_id)
+            raise error
+        return StartResult(_fixed(res.session_id), State(res.state), _fixed(res.correlation_id),
+                           bool(res.replay))
+
+    def stop(self, session_id):
+        res = _init_struct(lib.xg2g_stop_result_init, _ffi.StopResult, _ffi.STOP_RESULT_VERSION)
+        _check(lib.xg2g_engine_stop(ctypes.byref(res), self._h, _b(session_id)))
+        return StopResult(_fixed(res.session_id), State(res.state))
+
+    def report_ready(self, session_id, fencing_token):
+        _check(lib.xg2g_engine_report_ready(self._h, _b(session_id), fencing_token))
+
+    def report_failed(self, session_id, fencing_token, reason=Reason.R_UNKNOWN, detail=None):
+        _check(lib.xg2g_engine_report_failed(self._h, _b(session_id), fencing_token, int(reason),
+                                             _b(detail)))
+
+    def report_stopped(self, session_id, fencing_token):
+        _check(lib.xg2g_engine_report_stopped(self._h, _b(session_id), fencing_token))
+
+    def touch(self, session_id):
+        _check(lib.xg2g_engine_touch(self._h, _b(session_id)))
+
+    def poll(self):
+        """Runs what is due (manual clock mode; a no-op otherwise)."""
+        _check(lib.xg2g_engine_poll(self._h))
+
+    def advance_clock(self, ms):
+        """Manual clock mode: moves the clock by ms, then runs what is due."""
+        _check(lib.xg2g_engine_advance_clock(self._h, ms))
+
+    def stats(self):
+        out = _init_struct(lib.xg2g_engine_stats_init, _ffi.EngineStats,
+                           _ffi.ENGINE_STATS_VERSION)
+        _check(lib.xg2g_engine_get_stats(ctypes.byref(out), self._h))
+        return EngineStats(*(getattr(out, name) for name in _ffi.ENGINE_STATS_FIELDS))

@@ -38,9 +38,114 @@ class TlsCheckOptions(ctypes.Structure):
     ]
 
 
+class ConfigHandle(ctypes.Structure):
+    """Opaque xg2g_config."""
+
+
+class EngineHandle(ctypes.Structure):
+    """Opaque xg2g_engine."""
+
+
+# Versions of the engine's structs this package was written against.
+PIPELINE_CALLBACKS_VERSION = 1
+SIMULATED_PIPELINE_OPTIONS_VERSION = 1
+START_REQUEST_VERSION = 1
+START_RESULT_VERSION = 1
+STOP_RESULT_VERSION = 1
+ENGINE_STATS_VERSION = 1
+SESSION_ID_SIZE = 65
+CORRELATION_ID_SIZE = 129
+
+
+class PipelineCommand(ctypes.Structure):
+    """xg2g_pipeline_command: borrowed for the duration of a callback."""
+    _fields_ = [
+        ("session_id", c_char_p),
+        ("service_ref", c_char_p),
+        ("profile", c_char_p),
+        ("slot", c_int),
+        ("fencing_token", c_uint64),
+    ]
+
+
+# Callback types (see xg2g_engine.h).
+PIPELINE_FN = ctypes.CFUNCTYPE(c_int, POINTER(PipelineCommand), c_void_p)
+PIPELINE_STOP_FN = ctypes.CFUNCTYPE(None, POINTER(PipelineCommand), c_void_p)
+AUDIT_FN = ctypes.CFUNCTYPE(None, c_char_p, c_void_p)
+DESTROY_FN = ctypes.CFUNCTYPE(None, c_void_p)
+# NULL function pointers of those types (ctypes refuses None for them).
+NO_DESTROY = DESTROY_FN()
+NO_AUDIT = AUDIT_FN()
+
+
+class PipelineCallbacks(ctypes.Structure):
+    _fields_ = [
+        ("version", ctypes.c_uint),
+        ("tune", PIPELINE_FN),
+        ("start", PIPELINE_FN),
+        ("stop", PIPELINE_STOP_FN),
+    ]
+
+
+class SimulatedPipelineOptions(ctypes.Structure):
+    _fields_ = [
+        ("version", ctypes.c_uint),
+        ("tune_delay_ms", c_int64),
+        ("ready_delay_ms", c_int64),
+        ("stop_delay_ms", c_int64),
+        ("fail_tune", c_int),
+        ("fail_start", c_int),
+        ("fail_after_ready_ms", c_int64),
+    ]
+
+
+class StartRequest(ctypes.Structure):
+    _fields_ = [
+        ("version", ctypes.c_uint),
+        ("service_ref", c_char_p),
+        ("profile", c_char_p),
+        ("principal", c_char_p),
+        ("idempotency_key", c_char_p),
+        ("correlation_id", c_char_p),
+        ("params", POINTER(c_char_p)),
+        ("param_count", c_size_t),
+    ]
+
+
+class StartResult(ctypes.Structure):
+    _fields_ = [
+        ("version", ctypes.c_uint),
+        ("session_id", ctypes.c_char * SESSION_ID_SIZE),
+        ("state", c_int),
+        ("replay", c_int),
+        ("correlation_id", ctypes.c_char * CORRELATION_ID_SIZE),
+        ("busy_session_id", ctypes.c_char * SESSION_ID_SIZE),
+    ]
+
+
+class StopResult(ctypes.Structure):
+    _fields_ = [
+        ("version", ctypes.c_uint),
+        ("session_id", ctypes.c_char * SESSION_ID_SIZE),
+        ("state", c_int),
+    ]
+
+
+ENGINE_STATS_FIELDS = (
+    "start_intents", "stop_intents", "replays", "busy", "store_failures", "lease_losses",
+    "transitions", "deadline_expiries", "recovered", "retention_deletes", "active_sessions",
+)
+
+
+class EngineStats(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint)] + [(name, c_uint64) for name in ENGINE_STATS_FIELDS]
+
+
 SESSION_P = POINTER(SessionHandle)
 STORE_P = POINTER(StoreHandle)
 LIST_P = POINTER(SessionListHandle)
+CONFIG_P = POINTER(ConfigHandle)
+ENGINE_P = POINTER(EngineHandle)
 
 # Callback types (see xg2g_store.h).
 UPDATE_FN = ctypes.CFUNCTYPE(c_int, SESSION_P, c_void_p)
@@ -102,6 +207,45 @@ DECLARATIONS = {
     # tls
     "xg2g_tls_check_options_init": (STATUS, [POINTER(TlsCheckOptions), ctypes.c_uint]),
     "xg2g_tls_check": (STATUS, [POINTER(c_void_p), c_char_p, c_char_p, POINTER(TlsCheckOptions)]),
+    # engine: struct initialisers
+    "xg2g_pipeline_callbacks_init": (STATUS, [POINTER(PipelineCallbacks), ctypes.c_uint]),
+    "xg2g_simulated_pipeline_options_init": (STATUS, [POINTER(SimulatedPipelineOptions),
+                                                      ctypes.c_uint]),
+    "xg2g_start_request_init": (STATUS, [POINTER(StartRequest), ctypes.c_uint]),
+    "xg2g_start_result_init": (STATUS, [POINTER(StartResult), ctypes.c_uint]),
+    "xg2g_stop_result_init": (STATUS, [POINTER(StopResult), ctypes.c_uint]),
+    "xg2g_engine_stats_init": (STATUS, [POINTER(EngineStats), ctypes.c_uint]),
+    # engine: configuration
+    "xg2g_config_create": (STATUS, [POINTER(CONFIG_P)]),
+    "xg2g_config_destroy": (None, [CONFIG_P]),
+    "xg2g_config_set_tuner_slots": (STATUS, [CONFIG_P, c_char_p]),
+    "xg2g_config_set_owner_id": (STATUS, [CONFIG_P, c_char_p]),
+    "xg2g_config_set_lease_ttl_ms": (STATUS, [CONFIG_P, c_int64]),
+    "xg2g_config_set_heartbeat_ms": (STATUS, [CONFIG_P, c_int64]),
+    "xg2g_config_set_start_deadline_ms": (STATUS, [CONFIG_P, c_int64]),
+    "xg2g_config_set_stop_deadline_ms": (STATUS, [CONFIG_P, c_int64]),
+    "xg2g_config_set_idle_timeout_ms": (STATUS, [CONFIG_P, c_int64]),
+    "xg2g_config_set_retention_ms": (STATUS, [CONFIG_P, c_int64]),
+    "xg2g_config_set_idempotency_ttl_ms": (STATUS, [CONFIG_P, c_int64]),
+    "xg2g_config_set_requeue_on_recovery": (STATUS, [CONFIG_P, c_int]),
+    "xg2g_config_set_manual_clock": (STATUS, [CONFIG_P, c_int64]),
+    "xg2g_config_set_pipeline": (STATUS, [CONFIG_P, POINTER(PipelineCallbacks), c_void_p,
+                                          DESTROY_FN]),
+    "xg2g_config_use_simulated_pipeline": (STATUS, [CONFIG_P, POINTER(SimulatedPipelineOptions)]),
+    "xg2g_config_set_audit_callback": (STATUS, [CONFIG_P, AUDIT_FN, c_void_p, DESTROY_FN]),
+    "xg2g_config_set_audit_path": (STATUS, [CONFIG_P, c_char_p]),
+    # engine
+    "xg2g_engine_create": (STATUS, [POINTER(ENGINE_P), CONFIG_P, STORE_P]),
+    "xg2g_engine_destroy": (None, [ENGINE_P]),
+    "xg2g_engine_start": (STATUS, [POINTER(StartResult), ENGINE_P, POINTER(StartRequest)]),
+    "xg2g_engine_stop": (STATUS, [POINTER(StopResult), ENGINE_P, c_char_p]),
+    "xg2g_engine_report_ready": (STATUS, [ENGINE_P, c_char_p, c_uint64]),
+    "xg2g_engine_report_failed": (STATUS, [ENGINE_P, c_char_p, c_uint64, c_int, c_char_p]),
+    "xg2g_engine_report_stopped": (STATUS, [ENGINE_P, c_char_p, c_uint64]),
+    "xg2g_engine_touch": (STATUS, [ENGINE_P, c_char_p]),
+    "xg2g_engine_poll": (STATUS, [ENGINE_P]),
+    "xg2g_engine_advance_clock": (STATUS, [ENGINE_P, c_int64]),
+    "xg2g_engine_get_stats": (STATUS, [POINTER(EngineStats), ENGINE_P]),
 }
 
 
