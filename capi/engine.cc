@@ -330,7 +330,7 @@ xg2g_status xg2g_config_set_idle_timeout_ms(xg2g_config* cfg, int64_t ms) {
 }
 
 xg2g_status xg2g_config_set_retention_ms(xg2g_config* cfg, int64_t ms) {
-  return SetMs("xg2g_config_set_retention_ms", cfg, ms, 0,
+  return SetMs("xg2g_config_set_retention_ms", cfg, ms, 1,
                [](xg2g::EngineOptions& o, int64_t v) { o.retention_ms = v; });
 }
 

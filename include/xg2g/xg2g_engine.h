@@ -217,7 +217,7 @@ XG2G_API(xg2g_status) xg2g_config_set_idle_timeout_ms(xg2g_config *cfg, int64_t 
 
 /*
  * How long terminal sessions stay in the store before the sweeper deletes
- * them (>= 0). Errors: XG2G_EINVAL (NULL cfg, ms < 0). Since 0.1.
+ * them (> 0). Errors: XG2G_EINVAL (NULL cfg, ms <= 0). Since 0.1.
  */
 XG2G_API(xg2g_status) xg2g_config_set_retention_ms(xg2g_config *cfg, int64_t ms);
 

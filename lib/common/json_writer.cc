@@ -42,8 +42,7 @@ void Append(Out& out, std::string_view text) {
 // One implementation for both output types: each has push_back and
 // append(first, last), and fmt can format into either.
 template <typename Out>
-void AppendJsonStringTo(Out& out, std::string_view s, JsonStringStyle style) {
-  const bool readable = style == JsonStringStyle::kReadable;
+void AppendJsonStringTo(Out& out, std::string_view s) {
   out.push_back('"');
   size_t i = 0;
   while (i < s.size()) {
@@ -52,10 +51,7 @@ void AppendJsonStringTo(Out& out, std::string_view s, JsonStringStyle style) {
       out.push_back('\\');
       out.push_back(static_cast<char>(c));
       ++i;
-    } else if (readable && (c == '\n' || c == '\r' || c == '\t')) {
-      Append(out, c == '\n' ? "\\n" : c == '\r' ? "\\r" : "\\t");
-      ++i;
-    } else if (c < 0x20 || (readable && c == 0x7F)) {
+    } else if (c < 0x20) {
       fmt::format_to(std::back_inserter(out), "\\u{:04x}", static_cast<unsigned>(c));
       ++i;
     } else if (c < 0x80) {
@@ -65,7 +61,7 @@ void AppendJsonStringTo(Out& out, std::string_view s, JsonStringStyle style) {
       Append(out, s.substr(i, n));
       i += n;
     } else {
-      Append(out, readable ? "\\ufffd" : "\xEF\xBF\xBD");
+      Append(out, "\xEF\xBF\xBD");  // U+FFFD
       ++i;
     }
   }
@@ -74,18 +70,18 @@ void AppendJsonStringTo(Out& out, std::string_view s, JsonStringStyle style) {
 
 }  // namespace
 
-void AppendJsonString(std::string& out, std::string_view s, JsonStringStyle style) {
-  AppendJsonStringTo(out, s, style);
+void AppendJsonString(std::string& out, std::string_view s) {
+  AppendJsonStringTo(out, s);
 }
 
-void AppendJsonString(fmt::memory_buffer& out, std::string_view s, JsonStringStyle style) {
-  AppendJsonStringTo(out, s, style);
+void AppendJsonString(fmt::memory_buffer& out, std::string_view s) {
+  AppendJsonStringTo(out, s);
 }
 
-std::string JsonQuote(std::string_view s, JsonStringStyle style) {
+std::string JsonQuote(std::string_view s) {
   std::string out;
   out.reserve(s.size() + 2);
-  AppendJsonString(out, s, style);
+  AppendJsonString(out, s);
   return out;
 }
 

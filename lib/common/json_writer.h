@@ -17,26 +17,14 @@
 
 namespace xg2g {
 
-enum class JsonStringStyle {
-  // Quote and backslash escaped, every control character as \u00XX, DEL and
-  // U+FFFD written as they are. Stored records use it (their golden files
-  // depend on it byte for byte), and so does anything without a reason to
-  // differ.
-  kCompact,
-  // For documents people read: \n, \r and \t as two-character escapes, DEL
-  // as \u007f and U+FFFD as the escape \ufffd, so a replaced byte stands out.
-  kReadable,
-};
-
+// Quote and backslash are escaped, every control character is written as
+// \u00XX, everything else (DEL and U+FFFD included) as it is.
 // Appends `s` as a JSON string literal, quotes included.
-void AppendJsonString(std::string& out, std::string_view s,
-                      JsonStringStyle style = JsonStringStyle::kCompact);
-void AppendJsonString(fmt::memory_buffer& out, std::string_view s,
-                      JsonStringStyle style = JsonStringStyle::kCompact);
+void AppendJsonString(std::string& out, std::string_view s);
+void AppendJsonString(fmt::memory_buffer& out, std::string_view s);
 
 // `s` as a JSON string literal, quotes included.
-[[nodiscard]] std::string JsonQuote(std::string_view s,
-                                    JsonStringStyle style = JsonStringStyle::kCompact);
+[[nodiscard]] std::string JsonQuote(std::string_view s);
 
 }  // namespace xg2g
 

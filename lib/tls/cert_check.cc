@@ -439,21 +439,16 @@ void CheckKeyStrength(const std::vector<Cert>& certs, std::string_view path, Fin
   }
 }
 
-// People read these reports: short escapes, and a replaced byte stands out.
-void AppendReportString(std::string& out, std::string_view s) {
-  AppendJsonString(out, s, JsonStringStyle::kReadable);
-}
-
 void AppendFindings(std::string& out, const std::vector<TlsFinding>& findings) {
   out += '[';
   for (size_t i = 0; i < findings.size(); ++i) {
     if (i > 0) out += ',';
     out += "{\"code\":";
-    AppendReportString(out, findings[i].code);
+    AppendJsonString(out, findings[i].code);
     out += ",\"file\":";
-    AppendReportString(out, findings[i].file);
+    AppendJsonString(out, findings[i].file);
     out += ",\"message\":";
-    AppendReportString(out, findings[i].message);
+    AppendJsonString(out, findings[i].message);
     out += '}';
   }
   out += ']';
@@ -461,7 +456,7 @@ void AppendFindings(std::string& out, const std::vector<TlsFinding>& findings) {
 
 void AppendOptionalString(std::string& out, const std::optional<std::string>& s) {
   if (s) {
-    AppendReportString(out, *s);
+    AppendJsonString(out, *s);
   } else {
     out += "null";
   }
@@ -571,7 +566,7 @@ std::string TlsCheckReportToJson(const TlsCheckReport& report) {
   out += ",\"sans\":[";
   for (size_t i = 0; i < report.sans.size(); ++i) {
     if (i > 0) out += ',';
-    AppendReportString(out, report.sans[i]);
+    AppendJsonString(out, report.sans[i]);
   }
   out += "],\"not_before\":";
   AppendOptionalString(out, report.not_before_unix

@@ -253,7 +253,7 @@ static void test_config_setters(void) {
   CHECK_ERROR_MENTIONS("-5");
   CHECK_STATUS(xg2g_config_set_idle_timeout_ms(NULL, 0), XG2G_EINVAL);
   CHECK_STATUS(xg2g_config_set_retention_ms(cfg, 1000), XG2G_OK);
-  CHECK_STATUS(xg2g_config_set_retention_ms(cfg, -1), XG2G_EINVAL);
+  CHECK_STATUS(xg2g_config_set_retention_ms(cfg, 0), XG2G_EINVAL);
   CHECK_STATUS(xg2g_config_set_retention_ms(NULL, 1), XG2G_EINVAL);
   CHECK_STATUS(xg2g_config_set_idempotency_ttl_ms(cfg, 600000), XG2G_OK);
   CHECK_STATUS(xg2g_config_set_idempotency_ttl_ms(cfg, 0), XG2G_EINVAL);
@@ -653,6 +653,55 @@ static void test_simulated_failures(void) {
   xg2g_store_close(store);
 }
 
+static void test_deadlines_and_retention(void) {
+  xg2g_store *store = NULL;
+  xg2g_config *cfg = manual_config("0");
+  xg2g_engine *e = NULL;
+  xg2g_start_result res;
+  xg2g_session *gone = (xg2g_session *)1;
+  xg2g_engine_stats stats = XG2G_ENGINE_STATS_INIT;
+
+  CHECK_STATUS(xg2g_config_use_simulated_pipeline(cfg, NULL), XG2G_OK);
+  CHECK_STATUS(xg2g_config_set_idle_timeout_ms(cfg, 5000), XG2G_OK);
+  CHECK_STATUS(xg2g_config_set_retention_ms(cfg, 60000), XG2G_OK);
+  CHECK_STATUS(xg2g_store_open(&store, "memory:"), XG2G_OK);
+  CHECK_STATUS(xg2g_engine_create(&e, cfg, store), XG2G_OK);
+
+  CHECK_STATUS(start_service(&res, e, "1:0:1:IDLE"), XG2G_OK);
+  CHECK_STATUS(xg2g_engine_poll(e), XG2G_OK);
+  CHECK_STATUS(xg2g_engine_advance_clock(e, 0), XG2G_OK);
+  CHECK(state_of(store, res.session_id) == XG2G_STATE_READY);
+
+  /* Touch pushes the idle deadline: without it 8 s would be past 5 s. */
+  CHECK_STATUS(xg2g_engine_advance_clock(e, 4000), XG2G_OK);
+  CHECK_STATUS(xg2g_engine_touch(e, res.session_id), XG2G_OK);
+  CHECK_STATUS(xg2g_engine_advance_clock(e, 4000), XG2G_OK);
+  CHECK(state_of(store, res.session_id) == XG2G_STATE_READY);
+  CHECK_STATUS(xg2g_engine_advance_clock(e, 2000), XG2G_OK);
+  CHECK(state_of(store, res.session_id) == XG2G_STATE_STOPPING);
+  CHECK(reason_of(store, res.session_id) == XG2G_R_IDLE_TIMEOUT);
+  CHECK_STATUS(xg2g_engine_touch(e, res.session_id), XG2G_ESTATE);
+  CHECK_STATUS(xg2g_engine_advance_clock(e, 0), XG2G_OK);
+  CHECK(state_of(store, res.session_id) == XG2G_STATE_STOPPED);
+  CHECK(reason_of(store, res.session_id) == XG2G_R_IDLE_TIMEOUT);
+
+  /* Terminal sessions are deleted after the retention period. */
+  CHECK_STATUS(xg2g_engine_advance_clock(e, 59000), XG2G_OK);
+  CHECK(state_of(store, res.session_id) == XG2G_STATE_STOPPED);
+  CHECK_STATUS(xg2g_engine_advance_clock(e, 2000), XG2G_OK);
+  CHECK_STATUS(xg2g_store_get_session(&gone, store, res.session_id), XG2G_ENOTFOUND);
+  CHECK(gone == NULL);
+
+  CHECK_STATUS(xg2g_engine_get_stats(&stats, e), XG2G_OK);
+  CHECK(stats.deadline_expiries == 1);
+  CHECK(stats.retention_deletes == 1);
+  CHECK(stats.active_sessions == 0);
+
+  xg2g_engine_destroy(e);
+  xg2g_config_destroy(cfg);
+  xg2g_store_close(store);
+}
+
 /* ---------------------------------------------------------------------- */
 /* Host callbacks of our own                                              */
 
@@ -802,15 +851,29 @@ static void test_host_callbacks(void) {
   CHECK(h.starts == 2); /* start is not called after a failed tune */
   h.fail_tune = 0;
 
+  /* A ready report after a stop was recorded changes nothing; the host's
+   * stopped report ends the session. */
+  h.report_inside = 0;
+  CHECK_STATUS(start_service(&res, e, "1:0:1:LATE"), XG2G_OK);
+  CHECK_STATUS(xg2g_engine_poll(e), XG2G_OK);
+  CHECK_STATUS(xg2g_engine_stop(&stop, e, res.session_id), XG2G_OK);
+  CHECK(stop.state == XG2G_STATE_STOPPING);
+  CHECK_STATUS(xg2g_engine_report_ready(e, res.session_id, h.last_token), XG2G_ESTATE);
+  CHECK(state_of(store, res.session_id) == XG2G_STATE_STOPPING);
+  CHECK_STATUS(xg2g_engine_poll(e), XG2G_OK);
+  CHECK(h.stops == 2);
+  CHECK_STATUS(xg2g_engine_report_stopped(e, res.session_id, h.last_token), XG2G_OK);
+  CHECK(state_of(store, res.session_id) == XG2G_STATE_STOPPED);
+  CHECK(reason_of(store, res.session_id) == XG2G_R_CLIENT_STOP);
+
   /* Destroying the engine stops what it still drives (on this thread), then
    * releases the callbacks exactly once. */
-  h.report_inside = 0;
   CHECK_STATUS(start_service(&res, e, "1:0:1:LAST"), XG2G_OK);
   CHECK_STATUS(xg2g_engine_poll(e), XG2G_OK);
   CHECK_STATUS(xg2g_engine_report_ready(e, res.session_id, h.last_token), XG2G_OK);
-  CHECK(h.stops == 1);
-  xg2g_engine_destroy(e);
   CHECK(h.stops == 2);
+  xg2g_engine_destroy(e);
+  CHECK(h.stops == 3);
   CHECK(state_of(store, res.session_id) == XG2G_STATE_STOPPED);
   CHECK(h.destroyed == 1);
   xg2g_store_close(store);
@@ -916,6 +979,7 @@ int main(void) {
   test_simulated_cycle();
   test_idempotency();
   test_simulated_failures();
+  test_deadlines_and_retention();
   test_host_callbacks();
   test_audit_file();
   test_background_engine();

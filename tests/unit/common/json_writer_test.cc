@@ -29,20 +29,14 @@ std::string Unquote(const std::string& literal) {
 
 TEST_SUITE("common") {
 
-TEST_CASE("the compact style escapes quote, backslash and every control character as \\u00XX") {
+TEST_CASE("quote, backslash and every control character are escaped, backslash and every control character as \\u00XX") {
   const std::string in = std::string("a\"b\\c\n\r\t\x01\x1f") + '\0' + "\x7f" + "z";
   CHECK(JsonQuote(in) == "\"a\\\"b\\\\c\\u000a\\u000d\\u0009\\u0001\\u001f\\u0000\x7fz\"");
 }
 
-TEST_CASE("the readable style uses short escapes and escapes DEL") {
-  const std::string in = std::string("a\"b\\c\n\r\t\x01") + "\x7f";
-  CHECK(JsonQuote(in, JsonStringStyle::kReadable) == "\"a\\\"b\\\\c\\n\\r\\t\\u0001\\u007f\"");
-}
-
-TEST_CASE("well-formed UTF-8 is copied as it is in both styles") {
+TEST_CASE("well-formed UTF-8 is copied as it is") {
   const std::string in = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf \xef\xbf\xbd";
   CHECK(JsonQuote(in) == "\"" + in + "\"");
-  CHECK(JsonQuote(in, JsonStringStyle::kReadable) == "\"" + in + "\"");
 }
 
 TEST_CASE("each byte that is not part of well-formed UTF-8 becomes one U+FFFD") {
@@ -52,20 +46,17 @@ TEST_CASE("each byte that is not part of well-formed UTF-8 becomes one U+FFFD") 
   CHECK(JsonQuote(in) ==
         "\"\uFFFD|\uFFFD\uFFFD|\uFFFD\uFFFD\uFFFD|\uFFFD\uFFFD\uFFFD|\uFFFD\uFFFD\uFFFD\uFFFD|"
         "\uFFFD\uFFFD|\uFFFD\uFFFD\"");
-  CHECK(JsonQuote("x\xffy", JsonStringStyle::kReadable) == "\"x\\ufffdy\"");
 }
 
 TEST_CASE("the std::string and memory buffer writers append the same bytes") {
   const std::string in = std::string("q\"\\\n\x01\xc3\xa9\xff") + '\0';
-  for (JsonStringStyle style : {JsonStringStyle::kCompact, JsonStringStyle::kReadable}) {
-    std::string s = "prefix:";
-    AppendJsonString(s, in, style);
-    fmt::memory_buffer buffer;
-    buffer.append(std::string_view("prefix:"));
-    AppendJsonString(buffer, in, style);
-    CHECK(s == fmt::to_string(buffer));
-    CHECK(s == "prefix:" + JsonQuote(in, style));
-  }
+  std::string s = "prefix:";
+  AppendJsonString(s, in);
+  fmt::memory_buffer buffer;
+  buffer.append(std::string_view("prefix:"));
+  AppendJsonString(buffer, in);
+  CHECK(s == fmt::to_string(buffer));
+  CHECK(s == "prefix:" + JsonQuote(in));
 }
 
 TEST_CASE("whatever bytes come in, the output is a valid JSON string that reads back") {
@@ -75,15 +66,13 @@ TEST_CASE("whatever bytes come in, the output is a valid JSON string that reads 
   for (int round = 0; round < 5000; ++round) {
     std::string in(static_cast<size_t>(length(random)), '\0');
     for (char& c : in) c = static_cast<char>(byte(random));
-    for (JsonStringStyle style : {JsonStringStyle::kCompact, JsonStringStyle::kReadable}) {
-      const std::string quoted = JsonQuote(in, style);
-      for (char c : quoted) REQUIRE(static_cast<unsigned char>(c) >= 0x20);
-      const std::string back = Unquote(quoted);
-      // Valid UTF-8 reads back exactly; anything else reads back with the
-      // replacement characters, which the compact style writes as they are.
-      if (simdjson::validate_utf8(in.data(), in.size())) CHECK(back == in);
-      if (style == JsonStringStyle::kCompact) REQUIRE(JsonQuote(back, style) == quoted);
-    }
+    const std::string quoted = JsonQuote(in);
+    for (char c : quoted) REQUIRE(static_cast<unsigned char>(c) >= 0x20);
+    const std::string back = Unquote(quoted);
+    // Valid UTF-8 reads back exactly; anything else reads back with the
+    // replacement characters, which are written as they are.
+    if (simdjson::validate_utf8(in.data(), in.size())) CHECK(back == in);
+    REQUIRE(JsonQuote(back) == quoted);
   }
 }
 

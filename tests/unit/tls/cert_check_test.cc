@@ -98,8 +98,8 @@ TEST_CASE("JSON strings are escaped and invalid UTF-8 is replaced") {
   TlsCheckReport r;
   r.errors.push_back({"X", "a\"b\\c\n\x01", "caf\xc3\xa9 \xff end"});
   const std::string json = TlsCheckReportToJson(r);
-  CHECK(json.find(R"("file":"a\"b\\c\n\u0001")") != std::string::npos);
-  CHECK(json.find("\"message\":\"caf\xc3\xa9 \\ufffd end\"") != std::string::npos);
+  CHECK(json.find(R"("file":"a\"b\\c\u000a\u0001")") != std::string::npos);
+  CHECK(json.find("\"message\":\"caf\xc3\xa9 \xEF\xBF\xBD end\"") != std::string::npos);
 }
 
 TEST_CASE("missing files are errors that name each file") {
