@@ -66,8 +66,10 @@ run: build
 	$(BUILD)/examples/cli/xg2g version
 	$(BUILD)/examples/cli/xg2g selfcheck
 
+# Benchmarks (tests/bench): numbers and ratios against a baseline measured
+# in the same run; never part of pass/fail.
 bench: build
-	@echo "no benchmarks yet"
+	meson test -C $(BUILD) --benchmark --verbose
 
 clean:
 	rm -rf $(BUILD) build-asan build-tsan

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <optional>
 #include <set>
 #include <utility>
 
@@ -289,8 +290,10 @@ absl::StatusOr<StartResult> Engine::Start(const StartRequest& request,
   record.service_ref = request.service_ref;
   if (!request.profile.empty()) record.profile.name = request.profile;
   record.principal = request.principal;
-  record.correlation_id =
-      request.correlation_id.empty() ? RandomHex(8) : request.correlation_id;
+  // Without one from the client, the session id's first half correlates the
+  // logs well enough and costs no second trip to the random generator.
+  record.correlation_id = request.correlation_id.empty() ? record.session_id.substr(0, 16)
+                                                         : request.correlation_id;
   record.created_at_unix = record.updated_at_unix = now / 1000;
   record.deadline_unix_ms = DeadlineFor(SessionState::kNew, now);
   record.context_data["owner"] = options_.owner_id;
@@ -457,25 +460,28 @@ void Engine::RunHostStart(const PipelineCommand& command) {
   }
 }
 
-void Engine::QueueHostStop(const std::string& session_id) {
+std::optional<SessionRecord> Engine::QueueHostStop(const std::string& session_id) {
   PipelineCommand command;
   bool send = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = local_.find(session_id);
-    if (it == local_.end() || it->second.stop_sent) return;
+    if (it == local_.end() || it->second.stop_sent) return std::nullopt;
     it->second.stop_sent = true;
     send = it->second.host_started;
     command = it->second.command;
   }
   if (!send) {
     // The host never heard of it: the teardown is done already.
-    (void)ReportStopped(session_id, command.fencing_token);
-    return;
+    auto stopped = Transition(session_id, SessionEvent::kHostStopped, Reason::kNone, "");
+    if (!stopped.ok()) return std::nullopt;
+    Finish(*stopped);
+    return *stopped;
   }
   Enqueue([this, command] {
     if (pipeline_) pipeline_->Stop(command);
   });
+  return std::nullopt;
 }
 
 void Engine::ReleaseLeases(const SessionRecord& record) {
@@ -572,7 +578,9 @@ absl::StatusOr<StopResult> Engine::Stop(std::string_view session_id) {
     // NEW -> STOPPED (or already over): nothing runs, only leases may remain.
     Finish(*stopped);
   } else if (stopped->state == SessionState::kStopping) {
-    QueueHostStop(id);  // a no-op unless this engine drives it
+    // A no-op unless this engine drives it; ends it here if the host never
+    // started it.
+    if (auto ended = QueueHostStop(id)) stopped = std::move(*ended);
   }
   Audit("session_stop", "ok", stopped->principal, id,
         fmt::format("state {}", StateName(stopped->state)));

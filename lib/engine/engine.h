@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -176,7 +177,9 @@ class Engine {
   void RollBack(const std::vector<std::function<absl::Status()>>& undo);
   void Enqueue(std::function<void()> task);
   void RunHostStart(const PipelineCommand& command);
-  void QueueHostStop(const std::string& session_id);
+  // Tells the host to stop a session this engine drives; one the host never
+  // started ends here and then, and its final record comes back.
+  std::optional<SessionRecord> QueueHostStop(const std::string& session_id);
   // Releases the session's leases and forgets it locally.
   void Finish(const SessionRecord& record);
   void ReleaseLeases(const SessionRecord& record);

@@ -1,3 +1,4 @@
+#include <array>
 #include <string>
 
 #include <fmt/format.h>
@@ -6,14 +7,25 @@
 
 namespace xg2g {
 
+namespace {
+
+// Every store call checks its id: a table keeps that to one load per byte.
+constexpr std::array<bool, 256> kIdChar = [] {
+  std::array<bool, 256> table{};
+  for (int c = 'a'; c <= 'z'; ++c) table[static_cast<size_t>(c)] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) table[static_cast<size_t>(c)] = true;
+  for (int c = '0'; c <= '9'; ++c) table[static_cast<size_t>(c)] = true;
+  table['_'] = table['-'] = true;
+  return table;
+}();
+
+}  // namespace
+
 bool IsValidSessionId(std::string_view id) {
   if (id.empty() || id.size() > 64) return false;
-  for (char c : id) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '_' || c == '-';
-    if (!ok) return false;
-  }
-  return true;
+  bool ok = true;
+  for (char c : id) ok &= kIdChar[static_cast<unsigned char>(c)];
+  return ok;
 }
 
 absl::Status ValidateSessionId(std::string_view id) {
