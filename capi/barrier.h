@@ -7,6 +7,7 @@
 #ifndef XG2G_CAPI_BARRIER_H_
 #define XG2G_CAPI_BARRIER_H_
 
+#include <cstring>
 #include <new>
 #include <type_traits>
 #include <string>
@@ -54,6 +55,17 @@ xg2g_status Guard(const char* function, Body&& body) noexcept {
   } catch (...) {
     return Fail(XG2G_EINTERNAL, std::string(function) + ": internal error");
   }
+}
+
+// The integer a caller passed for a C enum parameter. A C caller may pass any
+// int; in C++ a value outside the enumerators is not a valid enum value, so
+// it is read as raw bits instead of converted.
+template <typename Enum>
+int EnumBits(Enum value) {
+  static_assert(std::is_enum_v<Enum> && sizeof(Enum) == sizeof(int));
+  int bits = 0;
+  std::memcpy(&bits, &value, sizeof bits);
+  return bits;
 }
 
 // Copies `s` into memory the caller frees with xg2g_free(); throws

@@ -35,7 +35,7 @@ static_assert(xg2g::kLastErrorCode == ErrorCode::kInFlight);
 extern "C" {
 
 const char* xg2g_status_str(xg2g_status status) {
-  const int value = static_cast<int>(status);
+  const int value = xg2g::capi::EnumBits(status);
   if (value > 0 || value < static_cast<int>(xg2g::kLastErrorCode)) return "XG2G_UNKNOWN";
   // Names are string literals: static storage, safe to hand out.
   return xg2g::ErrorCodeName(static_cast<ErrorCode>(value)).data();

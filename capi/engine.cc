@@ -9,6 +9,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 #include "capi/barrier.h"
@@ -626,11 +627,11 @@ xg2g_status xg2g_engine_report_ready(xg2g_engine* engine, const char* session_id
 xg2g_status xg2g_engine_report_failed(xg2g_engine* engine, const char* session_id,
                                       uint64_t fencing_token, xg2g_reason reason,
                                       const char* detail) {
+  const int value = xg2g::capi::EnumBits(reason);
   return Guard("xg2g_engine_report_failed", [&]() -> xg2g_status {
     constexpr const char* kFn = "xg2g_engine_report_failed";
     XG2G_CAPI_REQUIRE(engine, kFn);
     if (const xg2g_status rc = RequireSessionId(session_id, kFn); rc != XG2G_OK) return rc;
-    const int value = static_cast<int>(reason);
     if (value < 0 || value >= xg2g::kReasonCount) {
       return Fail(XG2G_EINVAL,
                   std::string(kFn) + ": reason " + std::to_string(value) + " is not an xg2g_reason");

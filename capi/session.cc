@@ -30,19 +30,19 @@ const char* OrNull(const xg2g_session* s, const std::string xg2g::SessionRecord:
 extern "C" {
 
 const char* xg2g_session_state_str(xg2g_session_state state) {
-  const int v = static_cast<int>(state);
+  const int v = xg2g::capi::EnumBits(state);
   if (v < 0 || v >= xg2g::kSessionStateCount) return "UNKNOWN";
   return xg2g::StateName(static_cast<xg2g::SessionState>(v)).data();
 }
 
 const char* xg2g_reason_str(xg2g_reason reason) {
-  const int v = static_cast<int>(reason);
+  const int v = xg2g::capi::EnumBits(reason);
   if (v < 0 || v >= xg2g::kReasonCount) return "R_UNKNOWN";
   return xg2g::ReasonName(static_cast<xg2g::Reason>(v)).data();
 }
 
 int xg2g_session_state_is_terminal(xg2g_session_state state) {
-  const int v = static_cast<int>(state);
+  const int v = xg2g::capi::EnumBits(state);
   if (v < 0 || v >= xg2g::kSessionStateCount) return 0;
   return xg2g::IsTerminal(static_cast<xg2g::SessionState>(v)) ? 1 : 0;
 }
@@ -183,11 +183,11 @@ xg2g_status xg2g_session_apply(xg2g_session* s, xg2g_session_event event, xg2g_r
                                const char* detail, int64_t now_ms) {
   return Guard("xg2g_session_apply", [&]() -> absl::Status {
     if (s == nullptr) return xg2g::InvalidError("xg2g_session_apply: session is NULL");
-    const int ev = static_cast<int>(event);
+    const int ev = xg2g::capi::EnumBits(event);
     if (ev < 0 || ev >= xg2g::kSessionEventCount) {
       return xg2g::InvalidError("xg2g_session_apply: event " + std::to_string(ev) + " is unknown");
     }
-    const int rs = static_cast<int>(reason);
+    const int rs = xg2g::capi::EnumBits(reason);
     if (rs < 0 || rs >= xg2g::kReasonCount) {
       return xg2g::InvalidError("xg2g_session_apply: reason " + std::to_string(rs) + " is unknown");
     }

@@ -397,10 +397,11 @@ XG2G_API(xg2g_status) xg2g_start_result_init(xg2g_start_result *res, unsigned in
  * the session, takes the service's lease and the first free tuner slot, and
  * queues the host's tune and start for the engine's thread.
  * Errors: XG2G_EINVAL (NULL argument, empty service_ref, a bad param or
- *   correlation id; the message names the field), XG2G_EVERSION (out->version
- *   or req->version; *out is then left untouched), XG2G_EBUSY (the service
- *   already has an active session: out->busy_session_id names it; or no
- *   tuner slot is free: the new session is FAILED with R_LEASE_BUSY),
+ *   correlation id; the message names the field), XG2G_EVERSION
+ *   (req->version, or out->version: *out is then left untouched),
+ *   XG2G_EBUSY (the service already has an active session:
+ *   out->busy_session_id names it; or no tuner slot is free: the new
+ *   session is FAILED with R_LEASE_BUSY),
  *   XG2G_ECONFLICT (the idempotency key was first used with a different
  *   request; nothing was created), XG2G_EINFLIGHT (the key's first request
  *   is still being created: retry shortly), XG2G_EUNAVAILABLE (the store
@@ -447,7 +448,8 @@ XG2G_API(xg2g_status) xg2g_engine_stop(xg2g_stop_result *out, xg2g_engine *engin
 /*
  * The host reports that the session's pipeline runs: STARTING -> READY.
  * fencing_token is the one from the xg2g_pipeline_command.
- * Errors: XG2G_EINVAL (NULL argument), XG2G_ENOTFOUND, XG2G_ECONFLICT (a
+ * Errors: XG2G_EINVAL (NULL argument), XG2G_ENOTFOUND (this engine does not
+ * drive the session: unknown, over, or another engine's), XG2G_ECONFLICT (a
  * stale fencing token), XG2G_ESTATE (the session is no longer STARTING, e.g.
  * it was stopped meanwhile; nothing changed). Thread-safe; may be called
  * from inside a pipeline callback. Since 0.1.
@@ -460,8 +462,9 @@ XG2G_API(xg2g_status) xg2g_engine_report_ready(xg2g_engine *engine, const char *
  * FAILED with `reason` (R_UNKNOWN when R_NONE) and `detail` (NULL for none),
  * unless a stop was recorded first, whose reason is kept.
  * Errors: XG2G_EINVAL (NULL engine or id, a reason outside xg2g_reason),
- * XG2G_ENOTFOUND, XG2G_ECONFLICT (a stale fencing token). Thread-safe; may be
- * called from inside a pipeline callback. Since 0.1.
+ * XG2G_ENOTFOUND (this engine does not drive the session), XG2G_ECONFLICT
+ * (a stale fencing token). Thread-safe; may be called from inside a
+ * pipeline callback. Since 0.1.
  */
 XG2G_API(xg2g_status) xg2g_engine_report_failed(xg2g_engine *engine, const char *session_id,
                                                 uint64_t fencing_token, xg2g_reason reason,
@@ -469,10 +472,12 @@ XG2G_API(xg2g_status) xg2g_engine_report_failed(xg2g_engine *engine, const char 
 
 /*
  * The host reports that the session's pipeline is torn down: STOPPING ->
- * STOPPED, and the session's leases are released.
- * Errors: XG2G_EINVAL (NULL argument), XG2G_ENOTFOUND, XG2G_ECONFLICT (a
- * stale fencing token), XG2G_ESTATE. Thread-safe; may be called from inside
- * a pipeline callback. Since 0.1.
+ * STOPPED, and the session's leases are released. For a session that was
+ * not being stopped the pipeline ended on its own: the session fails with
+ * R_PROCESS_ENDED.
+ * Errors: XG2G_EINVAL (NULL argument), XG2G_ENOTFOUND (this engine does not
+ * drive the session), XG2G_ECONFLICT (a stale fencing token), XG2G_ESTATE.
+ * Thread-safe; may be called from inside a pipeline callback. Since 0.1.
  */
 XG2G_API(xg2g_status) xg2g_engine_report_stopped(xg2g_engine *engine, const char *session_id,
                                                  uint64_t fencing_token);

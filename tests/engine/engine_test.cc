@@ -795,11 +795,21 @@ TEST_SUITE("concurrency") {
     std::atomic<int> errors{0};
     std::atomic<int> bad_rounds{0};
     std::string winner_id;
+    size_t rounds_done = 0;
     std::barrier round_end(kThreads, [&]() noexcept {
-      // Runs once per round, on one thread, while the others wait.
-      if (winners.load() != 1) bad_rounds++;
-      if (!winner_id.empty()) {
-        (void)f.engine->Stop(winner_id);  // never tuned: ends at once
+      // Runs once per round, on one thread, while the others wait: the
+      // winner's host is told to tune exactly once, then the session is
+      // stopped and its leases freed for the next round.
+      ++rounds_done;
+      if (winners.load() != 1 || winner_id.empty()) {
+        bad_rounds++;
+      } else {
+        f.engine->Poll();
+        if (f.pipeline->Tunes() != rounds_done) bad_rounds++;
+        (void)f.engine->Stop(winner_id);
+        f.engine->Poll();
+        const uint64_t token = f.pipeline->tuned.back().fencing_token;
+        if (!f.engine->ReportStopped(winner_id, token).ok()) bad_rounds++;
       }
       winner_id.clear();
       winners = 0;
@@ -825,7 +835,8 @@ TEST_SUITE("concurrency") {
     for (auto& thread : threads) thread.join();
     CHECK(bad_rounds == 0);
     CHECK(errors == 0);
-    CHECK(f.pipeline->Tunes() == 0);  // nobody polled: stops came first
+    CHECK(f.pipeline->Tunes() == kRounds);
+    CHECK(f.pipeline->Stops() == kRounds);
     CHECK(LeaseCount(f.store) == 0);
   }
 
