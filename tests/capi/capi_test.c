@@ -8,33 +8,7 @@
 
 #include <xg2g/xg2g.h>
 
-static int failures = 0;
-static int checks = 0;
-
-#define CHECK(cond)                                                   \
-  do {                                                                \
-    ++checks;                                                         \
-    if (!(cond)) {                                                    \
-      ++failures;                                                     \
-      fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n",   \
-              __FILE__, __LINE__, #cond, xg2g_last_error());          \
-    }                                                                 \
-  } while (0)
-
-#define CHECK_STATUS(expr, expected)                                         \
-  do {                                                                       \
-    xg2g_status rc_ = (expr);                                                \
-    ++checks;                                                                \
-    if (rc_ != (expected)) {                                                 \
-      ++failures;                                                            \
-      fprintf(stderr, "%s:%d: %s returned %s, expected %s (last error: %s)\n", \
-              __FILE__, __LINE__, #expr, xg2g_status_str(rc_),               \
-              xg2g_status_str(expected), xg2g_last_error());                 \
-    }                                                                        \
-  } while (0)
-
-/* The last error after a failure names what was wrong. */
-#define CHECK_ERROR_MENTIONS(text) CHECK(strstr(xg2g_last_error(), (text)) != NULL)
+#include "check.h"
 
 static void test_common(void) {
   int major = -1, minor = -1, patch = -1;

@@ -149,7 +149,23 @@ def library_version():
     return (major.value, minor.value, patch.value)
 
 
-class Session:
+class _Closing:
+    """A handle owner: close() frees it, also at garbage collection and at the
+    end of a with block."""
+
+    __slots__ = ()
+
+    def __del__(self):
+        self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Session(_Closing):
     """A session record. Owns its handle; not thread-safe."""
 
     __slots__ = ("_h", "_owned")
@@ -183,15 +199,6 @@ class Session:
         if self._owned and self._h:
             lib.xg2g_session_destroy(self._h)
         self._h = SESSION_P()
-
-    def __del__(self):
-        self.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def clone(self):
         h = SESSION_P()
@@ -241,7 +248,7 @@ class Session:
         _check(lib.xg2g_session_apply(self._h, int(event), int(reason), _b(detail), now_ms))
 
 
-class Store:
+class Store(_Closing):
     """A session store opened by URI ("memory:"). Thread-safe."""
 
     def __init__(self, uri="memory:"):
@@ -253,15 +260,6 @@ class Store:
         if getattr(self, "_h", None):
             lib.xg2g_store_close(self._h)
         self._h = STORE_P()
-
-    def __del__(self):
-        self.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def put(self, session):
         _check(lib.xg2g_store_put_session(self._h, session._h))
@@ -408,7 +406,7 @@ def _init_struct(init, struct_type, version):
     return value
 
 
-class Config:
+class Config(_Closing):
     """Engine configuration (xg2g_config): typed setters, copied by Engine().
 
     Not thread-safe. Callbacks installed here are Python callables; the
@@ -442,15 +440,6 @@ class Config:
             lib.xg2g_config_destroy(self._h)
         self._h = _ffi.CONFIG_P()
         self._keep = {}
-
-    def __del__(self):
-        self.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def set_tuner_slots(self, spec):
         """"0-3", "0,2,5", "0" (one slot numbered 0); InvalidArgument names a bad part."""
@@ -584,7 +573,7 @@ def _fixed(raw):
     return raw.decode("utf-8") if raw else None
 
 
-class Engine:
+class Engine(_Closing):
     """The engine (xg2g_engine): start/stop intents, reports, the clock. Thread-safe.
 
     The store must stay open while the engine lives (the engine keeps a
@@ -606,15 +595,6 @@ class Engine:
             lib.xg2g_engine_destroy(self._h)
         self._h = _ffi.ENGINE_P()
         self._keep = {}
-
-    def __del__(self):
-        self.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def start(self, service_ref, *, profile=None, principal=None, idempotency_key=None,
               correlation_id=None, params=None):
