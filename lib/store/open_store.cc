@@ -6,11 +6,14 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include <fmt/format.h>
 
 #include "lib/common/status.h"
+#include "lib/store/lmdb_store.h"
 #include "lib/store/memory_store.h"
+#include "lib/store/redis_store.h"
 #include "lib/store/store.h"
 
 namespace xg2g {
@@ -30,19 +33,37 @@ OpenResult OpenMemory(std::string_view scheme, std::string_view location, Clock*
   return std::make_unique<MemoryStore>(clock);
 }
 
+// "lmdb:DIR[?sync=durable|nometasync|nosync&map_size_mb=N&max_map_size_mb=N]"
+// (docs/lmdb.md). DIR is created 0700 when missing; relative to the working
+// directory unless absolute.
+OpenResult OpenLmdb(std::string_view /*scheme*/, std::string_view location, Clock* clock) {
+  XG2G_ASSIGN_OR_RETURN(LmdbLocation parsed, ParseLmdbLocation(location));
+  XG2G_ASSIGN_OR_RETURN(std::unique_ptr<LmdbStore> store,
+                        LmdbStore::Open(parsed.dir, parsed.options, clock));
+  return std::unique_ptr<Store>(std::move(store));
+}
+
+// "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?prefix=P&pool=N&timeout_ms=N]"
+// (docs/redis.md). The server's clock drives expiry: `clock` is not used.
+OpenResult OpenRedis(std::string_view /*scheme*/, std::string_view location, Clock* /*clock*/) {
+  XG2G_ASSIGN_OR_RETURN(RedisOptions options, ParseRedisLocation(location));
+  XG2G_ASSIGN_OR_RETURN(std::unique_ptr<RedisStore> store, RedisStore::Open(options));
+  return std::unique_ptr<Store>(std::move(store));
+}
+
 struct Backend {
   std::string_view scheme;  // lower case
   Opener open;              // null: a planned backend this build does not have yet
 };
 
 // Extension point: a new backend adds its scheme and opener here.
-//   "lmdb:DIR"  -> OpenLmdbStore(DIR, clock)       (the embedded default)
+//   "lmdb:DIR[?...]" -> LmdbStore                  (the embedded default)
 //   "redis://[:PASSWORD@]HOST:PORT/DB[?prefix=...]" -> OpenRedisStore(...)
 //                  (the server's clock; `clock` is ignored)
 constexpr Backend kBackends[] = {
     {"memory", &OpenMemory},
-    {"lmdb", nullptr},
-    {"redis", nullptr},
+    {"lmdb", &OpenLmdb},
+    {"redis", &OpenRedis},
 };
 
 bool IsSchemeStart(char c) { return std::isalpha(static_cast<unsigned char>(c)) != 0; }
@@ -85,7 +106,7 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(std::string_view uri, Clock* cl
     return backend.open(scheme, location, clock);
   }
   return MakeError(ErrorCode::kUnsupported,
-                   fmt::format("unknown store scheme '{}' (this build supports: memory)", scheme));
+                   fmt::format("unknown store scheme '{}' (this build supports: memory, lmdb)", scheme));
 }
 
 }  // namespace xg2g

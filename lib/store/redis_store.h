@@ -1,0 +1,156 @@
+// The Redis store backend ("redis://..."): several daemons on several machines
+// share sessions, idempotency keys and tuner leases through one Redis server
+// (or one Redis Cluster). URI, key layout, scripts, connections and what holds
+// without persistence: docs/redis.md.
+//
+// Thread-safe. Calls borrow a connection from a bounded pool (RedisPool) for
+// their commands only: no connection is held while a caller's mutator or
+// visitor runs, so they may call back into the store. Every step that reads
+// and writes, or writes several keys, is one server-side Lua script (atomic on
+// the server); an update is an optimistic read, mutate (client side), then a
+// compare-and-set script on the record's revision. Time is the server's:
+// deadlines and NowMs() come from its clock, never this machine's.
+#ifndef XG2G_LIB_STORE_REDIS_STORE_H_
+#define XG2G_LIB_STORE_REDIS_STORE_H_
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "lib/store/redis_pool.h"
+#include "lib/store/store.h"
+
+namespace xg2g {
+
+inline constexpr std::string_view kRedisDefaultPrefix = "xg2g:v3:";
+inline constexpr size_t kRedisMaxPool = 1024;
+inline constexpr int64_t kRedisMaxTimeoutMs = 600'000;
+
+struct RedisOptions {
+  RedisEndpoint endpoint;
+  // Every key starts with it (docs/redis.md, "Keys").
+  std::string prefix = std::string(kRedisDefaultPrefix);
+};
+
+// Parses what follows "redis:" in a store URI:
+//   //[[USER]:PASSWORD@]HOST[:PORT][/DB][?prefix=P&pool=N&timeout_ms=N]
+// HOST is a name, an IPv4 address or a bracketed IPv6 address; PORT defaults
+// to 6379, DB to 0. The password and query values are percent-decoded. When
+// the URI has no password, XG2G_REDIS_PASSWORD supplies one; pool and
+// timeout_ms default to XG2G_REDIS_POOL and XG2G_REDIS_TIMEOUT_MS, then to 8
+// and 2000. InvalidError naming the offending part, never echoing the
+// password.
+[[nodiscard]] absl::StatusOr<RedisOptions> ParseRedisLocation(std::string_view location);
+
+class RedisStore final : public Store {
+ public:
+  // Connects once (so a wrong address or password shows at start-up, as
+  // UnavailableError) and loads the scripts. Later outages do not need a new
+  // store: calls fail with UnavailableError while the server is away and work
+  // again when it is back.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<RedisStore>> Open(
+      const RedisOptions& options);
+
+  ~RedisStore() override;
+  RedisStore(const RedisStore&) = delete;
+  RedisStore& operator=(const RedisStore&) = delete;
+
+  absl::Status PutSession(const SessionRecord& record) override;
+  absl::StatusOr<SessionRecord> GetSession(std::string_view id) override;
+  absl::StatusOr<SessionRecord> UpdateSession(std::string_view id,
+                                              const Mutator& mutate) override;
+  absl::Status DeleteSession(std::string_view id) override;
+  absl::Status ScanSessions(const Visitor& visit) override;
+  absl::StatusOr<SessionPage> ListSessions(size_t offset, size_t limit) override;
+
+  absl::StatusOr<IdempotencyOutcome> PutSessionWithIdempotency(const SessionRecord& record,
+                                                               std::string_view key,
+                                                               std::string_view fingerprint,
+                                                               int64_t ttl_ms) override;
+  absl::StatusOr<IdempotencyEntry> GetIdempotency(std::string_view key) override;
+  absl::Status DeleteIdempotency(std::string_view key) override;
+
+  absl::StatusOr<LeaseGrant> AcquireLease(std::string_view key, std::string_view owner,
+                                          int64_t ttl_ms) override;
+  absl::StatusOr<LeaseGrant> RenewLease(std::string_view key, std::string_view owner,
+                                        int64_t ttl_ms) override;
+  absl::Status ReleaseLease(std::string_view key, std::string_view owner) override;
+  absl::StatusOr<LeaseInfo> GetLease(std::string_view key) override;
+  absl::StatusOr<std::vector<LeaseInfo>> ListLeases() override;
+
+  // The server's clock (TIME) in Unix milliseconds, one round trip. While the
+  // server is unreachable: this machine's monotonic clock plus the offset
+  // seen at the last answer. Never goes backwards within this store.
+  int64_t NowMs() const override;
+
+  // The Redis key of each kind of entry (docs/redis.md, "Keys"); for tests
+  // and operators.
+  std::string SessionKey(std::string_view id) const;
+  std::string SessionIndexKey() const;
+  std::string RevisionKey() const;
+  std::string IdempotencyKey(std::string_view key) const;
+  std::string LeaseKey(std::string_view key) const;
+  std::string FenceKey(std::string_view key) const;
+  std::string LeaseIndexKey() const;
+
+  const std::string& where() const { return pool_.where(); }
+
+ private:
+  enum ScriptId : size_t {
+    kPut,
+    kCas,
+    kDelete,
+    kList,
+    kScan,
+    kPutIdem,
+    kGetIdem,
+    kDeleteIdem,
+    kAcquire,
+    kRenew,
+    kRelease,
+    kGetLeaseScript,
+    kListLeasesScript,
+    kScriptCount,
+  };
+  struct Script {
+    std::string source;
+    std::string sha;  // set by Open (SCRIPT LOAD); the same on every server
+  };
+
+  explicit RedisStore(const RedisOptions& options);
+
+  // Runs script `id` by EVALSHA; on NOSCRIPT (a restarted or flushed server)
+  // loads it again and retries once. Error replies become typed errors:
+  // CORRUPT -> CorruptError, OOM -> StoreFullError, a server that is loading,
+  // read-only or busy -> UnavailableError.
+  absl::StatusOr<RedisReplyPtr> Eval(ScriptId id, const std::vector<std::string_view>& keys,
+                                     const std::vector<std::string_view>& args);
+  absl::Status LoadScripts();
+  // Maps an error reply (or the error-ness of a reply) for `what`.
+  absl::Status ReplyError(const redisReply& reply, std::string_view what) const;
+
+  absl::StatusOr<SessionRecord> DecodeStored(std::string_view id, std::string_view key,
+                                             const redisReply& value) const;
+
+  const std::string prefix_;
+  const std::string sessions_;  // prefix_ + "{sessions}:"
+  const std::string leases_;    // prefix_ + "{leases}:"
+  mutable RedisPool pool_;
+  std::array<Script, kScriptCount> scripts_;
+  // NowMs(): the latest reading, and the server's clock minus this machine's
+  // monotonic clock at the last answer.
+  mutable std::atomic<int64_t> last_now_ms_{0};
+  mutable std::atomic<int64_t> offset_ms_{0};
+};
+
+}  // namespace xg2g
+
+#endif  // XG2G_LIB_STORE_REDIS_STORE_H_

@@ -1,0 +1,713 @@
+// The contract suite on the LMDB backend, plus what only LMDB promises: the
+// "lmdb:DIR" URI, one environment per directory per process, records that do
+// not decode, refusing a newer store format, map growth and a full map, the
+// sweeper, long keys and byte-exact strings, and clearing dead readers' slots.
+#include "lib/store/lmdb_store.h"
+
+#include <lmdb.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include <doctest/doctest.h>
+#include <fmt/format.h>
+
+#include "lib/common/clock.h"
+#include "lib/common/status.h"
+#include "lib/store/store.h"
+#include "tests/store/contract.h"
+#include "tests/store/lmdb_test_util.h"
+
+namespace xg2g::store_test {
+
+const StoreBackend& BackendUnderTest() {
+  static const StoreBackend* const backend = new StoreBackend{
+      .name = "lmdb",
+      .open =
+          [](const OpenRequest& request) {
+            return OpenStore("lmdb:" + request.scratch_dir, request.clock);
+          },
+      .takes_clock = true,
+      .durable = true,
+      .short_ttl_ms = 150,
+  };
+  return *backend;
+}
+
+namespace {
+
+std::string CodeName(const absl::Status& status) {
+  return std::string(ErrorCodeName(CodeOf(status)));
+}
+
+bool MessageHas(const absl::Status& status, std::string_view needle) {
+  return FromAbsl(status.message()).find(needle) != std::string_view::npos;
+}
+
+template <typename T>
+absl::Status StatusOf(const absl::StatusOr<T>& result) {
+  return result.status();
+}
+absl::Status StatusOf(const absl::Status& status) { return status; }
+
+#define CHECK_CODE(expr, code, needle)                                         \
+  do {                                                                         \
+    const absl::Status check_status_ = StatusOf(expr);                         \
+    INFO("status: ", check_status_.ToString());                                \
+    CHECK(CodeName(check_status_) == std::string(ErrorCodeName(code)));        \
+    CHECK_MESSAGE(MessageHas(check_status_, needle), "message should name '",  \
+                  std::string(needle), "'");                                   \
+  } while (0)
+
+#define REQUIRE_OK(expr)                                               \
+  do {                                                                 \
+    const absl::Status require_status_ = StatusOf(expr);               \
+    REQUIRE_MESSAGE(require_status_.ok(), require_status_.ToString()); \
+  } while (0)
+
+std::unique_ptr<LmdbStore> OpenLmdb(const std::string& dir, Clock* clock,
+                                    const LmdbOptions& options = {}) {
+  auto store = LmdbStore::Open(dir, options, clock);
+  REQUIRE_MESSAGE(store.ok(), store.status().ToString());
+  return *std::move(store);
+}
+
+SessionRecord Session(std::string id) { return SampleSession(std::move(id)); }
+
+}  // namespace
+
+TEST_SUITE("store") {
+
+// ------------------------------------------------------------------ the URI
+
+TEST_CASE("OpenStore(\"lmdb:DIR\") creates DIR and its missing parents with mode 0700") {
+  ScratchDir scratch;
+  const std::string dir = scratch.path() + "/a/b/store";
+  {
+    auto store = OpenStore("lmdb:" + dir);
+    REQUIRE_OK(store);
+    REQUIRE_OK((*store)->PutSession(Session("kept")));
+  }
+  for (const std::string& made : {scratch.path() + "/a", scratch.path() + "/a/b", dir}) {
+    struct stat st;
+    REQUIRE(stat(made.c_str(), &st) == 0);
+    CHECK_MESSAGE((st.st_mode & 0777) == 0700, made);
+  }
+  CHECK(std::filesystem::exists(dir + "/data.mdb"));
+  auto again = OpenStore("LMDB:" + dir);
+  REQUIRE_OK(again);
+  CHECK((*again)->GetSession("kept").ok());
+}
+
+TEST_CASE("OpenStore(\"lmdb:...\") accepts sync and map size options") {
+  ScratchDir scratch;
+  int n = 0;
+  for (std::string_view query :
+       {"", "?sync=durable", "?sync=nometasync", "?sync=NOSYNC", "?map_size_mb=1",
+        "?max_map_size_mb=2", "?map_size_mb=2&max_map_size_mb=16&sync=nosync", "?&sync=durable&"}) {
+    INFO("query: ", std::string(query));
+    auto store = OpenStore(fmt::format("lmdb:{}/s{}{}", scratch.path(), n++, query));
+    REQUIRE_OK(store);
+    REQUIRE_OK((*store)->PutSession(Session("x")));
+  }
+  auto parsed = ParseLmdbLocation("/d?map_size_mb=8");
+  REQUIRE_OK(parsed);
+  CHECK(parsed->options.initial_map_bytes == uint64_t{8} << 20);
+  CHECK(parsed->options.max_map_bytes == uint64_t{4096} << 20);
+  parsed = ParseLmdbLocation("/d?max_map_size_mb=16");
+  REQUIRE_OK(parsed);
+  CHECK(parsed->options.initial_map_bytes == uint64_t{16} << 20);  // follows the maximum down
+  CHECK(parsed->options.max_map_bytes == uint64_t{16} << 20);
+  parsed = ParseLmdbLocation("/d?sync=nometasync");
+  REQUIRE_OK(parsed);
+  CHECK(parsed->options.sync == LmdbSync::kNoMetaSync);
+  CHECK(parsed->dir == "/d");
+}
+
+TEST_CASE("OpenStore rejects a malformed lmdb location with EINVAL naming the part") {
+  const std::map<std::string, std::string> cases = {
+      {"lmdb:", "directory"},
+      {"lmdb:?sync=durable", "directory"},
+      {"lmdb:/tmp/lmdb-never-created?sync=sometimes", "sync"},
+      {"lmdb:/tmp/lmdb-never-created?sync", "sync"},
+      {"lmdb:/tmp/lmdb-never-created?cache=1", "cache"},
+      {"lmdb:/tmp/lmdb-never-created?map_size_mb=0", "map_size_mb"},
+      {"lmdb:/tmp/lmdb-never-created?map_size_mb=-1", "map_size_mb"},
+      {"lmdb:/tmp/lmdb-never-created?map_size_mb=1.5", "map_size_mb"},
+      {"lmdb:/tmp/lmdb-never-created?max_map_size_mb=99999999999", "max_map_size_mb"},
+      {"lmdb:/tmp/lmdb-never-created?map_size_mb=64&max_map_size_mb=8", "map_size_mb"},
+      {"lmdb:/tmp/lmdb-never-created?sync=nosync&sync=durable", "twice"},
+  };
+  for (const auto& [uri, needle] : cases) {
+    INFO("uri: ", uri);
+    auto store = OpenStore(uri);
+    CHECK_CODE(store, ErrorCode::kInvalid, needle);
+  }
+  CHECK_FALSE(std::filesystem::exists("/tmp/lmdb-never-created"));  // nothing created on a bad URI
+}
+
+TEST_CASE("opening a store where a file is in the way fails with EIO naming the path") {
+  ScratchDir scratch;
+  const std::string file = scratch.path() + "/plain-file";
+  std::ofstream(file) << "not a directory";
+  CHECK_CODE(OpenStore("lmdb:" + file), ErrorCode::kIo, file);
+  CHECK_CODE(OpenStore("lmdb:" + file + "/below"), ErrorCode::kIo, "plain-file");
+}
+
+TEST_CASE("a data file that is not LMDB is refused with ECORRUPT") {
+  ScratchDir scratch;
+  std::ofstream(scratch.path() + "/data.mdb") << std::string(16384, 'x');
+  CHECK_CODE(OpenStore("lmdb:" + scratch.path()), ErrorCode::kCorrupt, "not an LMDB database");
+}
+
+TEST_CASE("an LMDB environment that another program wrote is refused with EINVAL") {
+  ScratchDir scratch;
+  RawLmdb raw(scratch.path());
+  raw.Put(nullptr, "someone-elses-key", "value");
+  raw.Close();
+  CHECK_CODE(OpenStore("lmdb:" + scratch.path()), ErrorCode::kInvalid, "not an xg2g store");
+}
+
+// --------------------------------------------------- one env per process
+
+TEST_CASE("two stores on one directory in one process share the data and close independently") {
+  ScratchDir scratch;
+  FakeClock clock;
+  auto first = OpenLmdb(scratch.path(), &clock);
+  // Another spelling of the same directory is the same environment.
+  auto second = OpenLmdb(scratch.path() + "/./", &clock);
+  REQUIRE_OK(first->PutSession(Session("shared")));
+  CHECK(second->GetSession("shared").ok());
+  auto grant = second->AcquireLease("tuner:0", "a", 60'000);
+  REQUIRE_OK(grant);
+  CHECK_CODE(first->AcquireLease("tuner:0", "b", 60'000), ErrorCode::kBusy, "tuner:0");
+  first.reset();
+  REQUIRE_OK(second->PutSession(Session("after-close")));
+  auto third = OpenLmdb(scratch.path(), &clock);
+  CHECK(third->GetSession("after-close").ok());
+}
+
+TEST_CASE("a second open with other options while the store is open is EINVAL") {
+  ScratchDir scratch;
+  auto first = OpenLmdb(scratch.path(), nullptr);
+  LmdbOptions nosync;
+  nosync.sync = LmdbSync::kNoSync;
+  CHECK_CODE(LmdbStore::Open(scratch.path(), nosync), ErrorCode::kInvalid, "sync=durable");
+  first.reset();
+  CHECK(LmdbStore::Open(scratch.path(), nosync).ok());  // closed: any options again
+}
+
+// ------------------------------------------------------ corrupt records
+
+TEST_CASE("a session record that does not decode is ECORRUPT naming its key, never a crash") {
+  ScratchDir scratch;
+  FakeClock clock;
+  {
+    auto store = OpenLmdb(scratch.path(), &clock);
+    for (int i = 0; i < 5; ++i) REQUIRE_OK(store->PutSession(Session(fmt::format("good-{}", i))));
+    REQUIRE_OK(store->PutSession(Session("victim")));
+  }
+  {
+    RawLmdb raw(scratch.path());
+    raw.Put("sessions", "victim", "{\"sessionId\": \"victim\", \"revision\": tru");
+    raw.Put("sessions", "good-2x", std::string("\x00\xff\xfe garbage", 11));
+    raw.Put("sessions", "stolen", EncodeSession(Session("someone-else")));
+  }
+  auto store = OpenLmdb(scratch.path(), &clock);
+  CHECK_CODE(store->GetSession("victim"), ErrorCode::kCorrupt, "victim");
+  CHECK_CODE(store->GetSession("good-2x"), ErrorCode::kCorrupt, "good-2x");
+  CHECK_CODE(store->GetSession("stolen"), ErrorCode::kCorrupt, "someone-else");
+  CHECK(store->GetSession("good-1").ok());
+
+  bool mutated = false;
+  CHECK_CODE(store->UpdateSession("victim",
+                                  [&](SessionRecord&) {
+                                    mutated = true;
+                                    return absl::OkStatus();
+                                  }),
+             ErrorCode::kCorrupt, "victim");
+  CHECK_FALSE(mutated);
+  CHECK_CODE(store->ListSessions(0, 100), ErrorCode::kCorrupt, "good-2x");
+
+  // A scan visits everything that decodes, then names what did not.
+  std::set<std::string> seen;
+  const absl::Status scanned = store->ScanSessions([&](const SessionRecord& record) {
+    seen.insert(record.session_id);
+    return true;
+  });
+  CHECK_CODE(scanned, ErrorCode::kCorrupt, "3 record(s)");
+  CHECK(MessageHas(scanned, "good-2x"));
+  CHECK(seen == std::set<std::string>{"good-0", "good-1", "good-2", "good-3", "good-4"});
+
+  auto report = store->CheckConsistency();
+  REQUIRE_OK(report);
+  CHECK(report->sessions == 8);
+  CHECK(report->problems.size() == 3);
+
+  // The way out: delete or overwrite the bad record.
+  REQUIRE_OK(store->DeleteSession("good-2x"));
+  REQUIRE_OK(store->DeleteSession("stolen"));
+  REQUIRE_OK(store->PutSession(Session("victim")));
+  CHECK(store->GetSession("victim").ok());
+  auto page = store->ListSessions(0, 100);
+  REQUIRE_OK(page);
+  CHECK(page->sessions.size() == 6);
+  report = store->CheckConsistency();
+  REQUIRE_OK(report);
+  CHECK(report->problems.empty());
+}
+
+TEST_CASE("idempotency and lease records that do not decode are ECORRUPT naming the key") {
+  ScratchDir scratch;
+  FakeClock clock;
+  {
+    auto store = OpenLmdb(scratch.path(), &clock);
+    REQUIRE_OK(store->AcquireLease("tuner:ok", "a", 60'000));
+  }
+  {
+    RawLmdb raw(scratch.path());
+    raw.Put("idem", "key-bad", "[1,2,3]");
+    raw.Put("leases", "tuner:bad", "{\"v\":1,\"owner\":\"a\",\"token\":\"seven\",\"expiresAtMs\":1}");
+    raw.Put("leases", "tuner:nodeadline", "{\"v\":1,\"owner\":\"a\",\"token\":7}");
+  }
+  auto store = OpenLmdb(scratch.path(), &clock);
+  CHECK_CODE(store->GetIdempotency("key-bad"), ErrorCode::kCorrupt, "key-bad");
+  CHECK_CODE(store->PutSessionWithIdempotency(Session("s"), "key-bad", "fp", 60'000),
+             ErrorCode::kCorrupt, "key-bad");
+  CHECK_CODE(store->GetSession("s"), ErrorCode::kNotFound, "s");  // nothing written
+  CHECK_CODE(store->AcquireLease("tuner:bad", "b", 60'000), ErrorCode::kCorrupt, "token");
+  CHECK_CODE(store->GetLease("tuner:nodeadline"), ErrorCode::kCorrupt, "tuner:nodeadline");
+  CHECK_CODE(store->ListLeases(), ErrorCode::kCorrupt, "tuner:");
+
+  clock.AdvanceMs(120'000);
+  auto swept = store->SweepExpired();
+  REQUIRE_OK(swept);
+  CHECK(swept->leases_removed == 1);  // tuner:ok expired; the bad ones stay for an operator
+  CHECK(swept->corrupt_skipped == 3);
+
+  REQUIRE_OK(store->DeleteIdempotency("key-bad"));  // deleting clears a bad record
+  CHECK_CODE(store->GetIdempotency("key-bad"), ErrorCode::kNotFound, "key-bad");
+}
+
+// ---------------------------------------------------------- format version
+
+TEST_CASE("a store written by a newer incompatible version is refused and left untouched") {
+  ScratchDir scratch;
+  {
+    auto store = OpenLmdb(scratch.path(), nullptr);
+    REQUIRE_OK(store->PutSession(Session("from-the-future")));
+  }
+  const std::string future = "{\"format\":99,\"note\":\"a later layout\"}";
+  {
+    RawLmdb raw(scratch.path());
+    raw.Put("meta", "format", future);
+  }
+  auto refused = OpenStore("lmdb:" + scratch.path());
+  CHECK_CODE(refused, ErrorCode::kVersion, "newer version");
+  CHECK(MessageHas(refused.status(), "format 99"));
+  CHECK(MessageHas(refused.status(), scratch.path()));
+  RawLmdb raw(scratch.path());
+  CHECK(raw.Get("meta", "format") == future);
+  CHECK(raw.Get("sessions", "from-the-future").has_value());
+}
+
+TEST_CASE("a format record that does not decode or is missing is refused with ECORRUPT") {
+  ScratchDir scratch;
+  { auto store = OpenLmdb(scratch.path(), nullptr); }
+  {
+    RawLmdb raw(scratch.path());
+    raw.Put("meta", "format", "format one");
+  }
+  CHECK_CODE(OpenStore("lmdb:" + scratch.path()), ErrorCode::kCorrupt, "format");
+  {
+    RawLmdb raw(scratch.path());
+    raw.Delete("meta", "format");
+  }
+  CHECK_CODE(OpenStore("lmdb:" + scratch.path()), ErrorCode::kCorrupt, "'format' is missing");
+}
+
+// ------------------------------------------------------------- map size
+
+TEST_CASE("the map grows as the data grows, up to the maximum") {
+  ScratchDir scratch;
+  LmdbOptions options;
+  options.sync = LmdbSync::kNoSync;  // many writes; durability is not what is tested
+  options.initial_map_bytes = uint64_t{1} << 20;
+  options.max_map_bytes = uint64_t{64} << 20;
+  auto store = OpenLmdb(scratch.path(), nullptr, options);
+  auto before = store->MapInfo();
+  REQUIRE_OK(before);
+  CHECK(before->map_bytes == uint64_t{1} << 20);
+  for (int i = 0; i < 6000; ++i) {
+    SessionRecord record = Session(fmt::format("grow-{:05}", i));
+    record.reason_detail = std::string(600, 'g');
+    REQUIRE_OK(store->PutSession(record));
+  }
+  auto after = store->MapInfo();
+  REQUIRE_OK(after);
+  MESSAGE("map ", after->map_bytes, " bytes, file ", after->file_bytes, ", used ",
+          after->used_bytes);
+  CHECK(after->map_bytes > uint64_t{4} << 20);
+  CHECK(after->map_bytes <= options.max_map_bytes);
+  // Grown before it was full, not only when a write failed.
+  CHECK(after->file_bytes < after->map_bytes);
+  auto page = store->ListSessions(0, 1);
+  REQUIRE_OK(page);
+  CHECK(page->total == 6000);
+}
+
+TEST_CASE("a full map answers ESTOREFULL, keeps serving reads, and takes writes again after deletes") {
+  ScratchDir scratch;
+  FakeClock clock;
+  LmdbOptions options;
+  options.sync = LmdbSync::kNoSync;  // many writes; durability is not what is tested
+  options.initial_map_bytes = uint64_t{1} << 20;
+  options.max_map_bytes = uint64_t{1} << 20;
+  auto store = OpenLmdb(scratch.path(), &clock, options);
+  std::vector<std::string> stored;
+  absl::Status full = absl::OkStatus();
+  for (int i = 0; i < 100'000 && full.ok(); ++i) {
+    SessionRecord record = Session(fmt::format("fill-{:06}", i));
+    record.reason_detail = std::string(400, 'f');
+    full = store->PutSession(record);
+    if (full.ok()) stored.push_back(record.session_id);
+  }
+  INFO("stored ", stored.size(), " sessions; then: ", full.ToString());
+  CHECK_CODE(full, ErrorCode::kStoreFull, "is full");
+  CHECK(MessageHas(full, scratch.path()));
+  CHECK(MessageHas(full, "max_map_size_mb"));
+  REQUIRE(stored.size() > 100);
+
+  // It stays full (a smaller record may still fit in a gap)...
+  SessionRecord big = Session("one-too-many");
+  big.reason_detail = std::string(400, 'f');
+  CHECK_CODE(store->PutSession(big), ErrorCode::kStoreFull, "is full");
+  CHECK_CODE(store->PutSessionWithIdempotency(big, "k", "fp", 60'000), ErrorCode::kStoreFull,
+             "is full");
+  // ...and reads go on.
+  auto got = store->GetSession(stored.front());
+  REQUIRE_OK(got);
+  auto page = store->ListSessions(0, 10);
+  REQUIRE_OK(page);
+  CHECK(page->total == stored.size());
+  size_t scanned = 0;
+  REQUIRE_OK(store->ScanSessions([&](const SessionRecord&) { return ++scanned, true; }));
+  CHECK(scanned == stored.size());
+
+  // Deletes work on a full store; then there is room again. (Space comes
+  // back in whole pages: deleting every other record would free little.)
+  for (size_t i = 0; i < stored.size() / 2; ++i) REQUIRE_OK(store->DeleteSession(stored[i]));
+  REQUIRE_OK(store->PutSession(big));
+  REQUIRE_OK(store->AcquireLease("tuner:full", "a", 60'000));
+  REQUIRE_OK(store->PutSessionWithIdempotency(Session("one-more"), "k", "fp", 60'000));
+  for (int i = 0; i < 50; ++i) REQUIRE_OK(store->PutSession(Session(fmt::format("again-{}", i))));
+  auto info = store->MapInfo();
+  REQUIRE_OK(info);
+  CHECK(info->map_bytes <= options.max_map_bytes);
+  auto report = store->CheckConsistency();
+  REQUIRE_OK(report);
+  CHECK(report->problems.empty());
+}
+
+TEST_CASE("a full store can be emptied completely and filled again") {
+  ScratchDir scratch;
+  LmdbOptions options;
+  options.sync = LmdbSync::kNoSync;  // many writes; durability is not what is tested
+  options.initial_map_bytes = options.max_map_bytes = uint64_t{1} << 20;
+  auto store = OpenLmdb(scratch.path(), nullptr, options);
+  for (int round = 0; round < 3; ++round) {
+    INFO("round ", round);
+    std::vector<std::string> stored;
+    for (int i = 0;; ++i) {
+      SessionRecord record = Session(fmt::format("r{}-{:06}", round, i));
+      record.reason_detail = std::string(700, 'e');
+      const absl::Status status = store->PutSession(record);
+      if (!status.ok()) {
+        CHECK_CODE(status, ErrorCode::kStoreFull, "is full");
+        break;
+      }
+      stored.push_back(record.session_id);
+    }
+    REQUIRE(stored.size() > 100);
+    for (const std::string& id : stored) REQUIRE_OK(store->DeleteSession(id));
+    auto page = store->ListSessions(0, 1);
+    REQUIRE_OK(page);
+    CHECK(page->total == 0);
+  }
+}
+
+// ------------------------------------------------------------- the sweeper
+
+TEST_CASE("the sweeper removes exactly the expired keys and leases") {
+  ScratchDir scratch;
+  FakeClock clock;
+  auto store = OpenLmdb(scratch.path(), &clock);
+  for (int i = 0; i < 300; ++i) {
+    REQUIRE_OK(store->PutSessionWithIdempotency(Session(fmt::format("s-{}", i)),
+                                                fmt::format("short-{}", i), "fp", 1'000));
+    REQUIRE_OK(store->PutSessionWithIdempotency(Session(fmt::format("l-{}", i)),
+                                                fmt::format("long-{}", i), "fp", 1'000'000));
+    REQUIRE_OK(store->AcquireLease(fmt::format("short-{}", i), "o", 1'000));
+    REQUIRE_OK(store->AcquireLease(fmt::format("long-{}", i), "o", 1'000'000));
+  }
+  auto nothing = store->SweepExpired();
+  REQUIRE_OK(nothing);
+  CHECK(nothing->idempotency_removed == 0);
+  CHECK(nothing->leases_removed == 0);
+
+  clock.AdvanceMs(1'000);
+  auto swept = store->SweepExpired();
+  REQUIRE_OK(swept);
+  CHECK(swept->idempotency_removed == 300);
+  CHECK(swept->leases_removed == 300);
+  CHECK(swept->corrupt_skipped == 0);
+  auto report = store->CheckConsistency();
+  REQUIRE_OK(report);
+  CHECK(report->idempotency_keys == 300);
+  CHECK(report->leases == 300);
+  CHECK(report->sessions == 600);  // sessions are never the sweeper's
+  for (int i = 0; i < 300; ++i) {
+    CHECK(store->GetIdempotency(fmt::format("long-{}", i)).ok());
+  }
+  auto leases = store->ListLeases();
+  REQUIRE_OK(leases);
+  CHECK(leases->size() == 300);
+}
+
+TEST_CASE("expired entries are swept without being asked once a table has doubled") {
+  ScratchDir scratch;
+  FakeClock clock;
+  auto store = OpenLmdb(scratch.path(), &clock);
+  for (int i = 0; i < 1000; ++i) {
+    REQUIRE_OK(store->AcquireLease(fmt::format("old-{}", i), "o", 1'000));
+  }
+  clock.AdvanceMs(1'000);
+  for (int i = 0; i < 100; ++i) {
+    REQUIRE_OK(store->AcquireLease(fmt::format("new-{}", i), "o", 1'000'000));
+  }
+  auto report = store->CheckConsistency();
+  REQUIRE_OK(report);
+  CHECK_MESSAGE(report->leases < 1000, "the insert that reached 1024 entries swept the expired ones");
+  auto leases = store->ListLeases();
+  REQUIRE_OK(leases);
+  CHECK(leases->size() == 100);
+}
+
+// ------------------------------------------------------ keys and strings
+
+TEST_CASE("keys longer than LMDB's key limit work and stay distinct") {
+  ScratchDir scratch;
+  FakeClock clock;
+  auto store = OpenLmdb(scratch.path(), &clock);
+  const std::string prefix = "service:" + std::string(600, 'x');
+  const std::string a = prefix + "A";
+  const std::string b = prefix + "B";
+  auto grant_a = store->AcquireLease(a, "owner-a", 60'000);
+  REQUIRE_OK(grant_a);
+  auto grant_b = store->AcquireLease(b, "owner-b", 60'000);
+  REQUIRE_OK(grant_b);
+  CHECK_CODE(store->AcquireLease(a, "owner-b", 60'000), ErrorCode::kBusy, "owner-a");
+  auto info = store->GetLease(b);
+  REQUIRE_OK(info);
+  CHECK(info->key == b);
+  CHECK(info->owner == "owner-b");
+  auto leases = store->ListLeases();
+  REQUIRE_OK(leases);
+  REQUIRE(leases->size() == 2);
+  CHECK(leases->at(0).key == a);
+  CHECK(leases->at(1).key == b);
+  REQUIRE_OK(store->ReleaseLease(a, "owner-a"));
+
+  const std::string long_key = std::string(5000, 'k');
+  REQUIRE_OK(store->PutSessionWithIdempotency(Session("long"), long_key, "fp", 60'000));
+  auto entry = store->GetIdempotency(long_key);
+  REQUIRE_OK(entry);
+  CHECK(entry->session_id == "long");
+  CHECK_CODE(store->GetIdempotency(long_key + "!"), ErrorCode::kNotFound, "idempotency key");
+  auto report = store->CheckConsistency();
+  REQUIRE_OK(report);
+  CHECK(report->problems.empty());
+}
+
+TEST_CASE("owners, fingerprints and keys that are not UTF-8 come back byte for byte") {
+  ScratchDir scratch;
+  FakeClock clock;
+  auto store = OpenLmdb(scratch.path(), &clock);
+  const std::string owner("own\xff\x00\xc3", 6);
+  const std::string key("key\x80\"\n", 6);
+  const std::string fingerprint("\xfe\xfd", 2);
+  REQUIRE_OK(store->AcquireLease(key, owner, 60'000));
+  auto info = store->GetLease(key);
+  REQUIRE_OK(info);
+  CHECK(info->owner == owner);
+  REQUIRE_OK(store->RenewLease(key, owner, 60'000));
+  CHECK_CODE(store->RenewLease(key, std::string("own\xff", 4), 60'000), ErrorCode::kConflict,
+             "held by");
+  REQUIRE_OK(store->ReleaseLease(key, owner));
+
+  REQUIRE_OK(store->PutSessionWithIdempotency(Session("bytes"), key, fingerprint, 60'000));
+  auto entry = store->GetIdempotency(key);
+  REQUIRE_OK(entry);
+  CHECK(entry->fingerprint == fingerprint);
+}
+
+// ----------------------------------------------------- processes and time
+
+TEST_CASE("deadlines are wall-clock Unix milliseconds from the clock the store was given") {
+  ScratchDir scratch;
+  FakeClock clock(1'800'000'000'000);
+  auto store = OpenLmdb(scratch.path(), &clock);
+  CHECK(store->NowMs() == 1'800'000'000'000);
+  auto grant = store->AcquireLease("tuner:0", "a", 5'000);
+  REQUIRE_OK(grant);
+  CHECK(grant->expires_at_ms == 1'800'000'005'000);
+
+  auto real = OpenLmdb(scratch.path() + "/real", nullptr);
+  const int64_t before = Clock::Real()->NowUnixMs();
+  const int64_t now = real->NowMs();
+  CHECK(now >= before);
+  CHECK(now <= Clock::Real()->NowUnixMs());
+}
+
+TEST_CASE("opening a store clears the reader slots that dead processes left behind") {
+  ScratchDir scratch;
+  { auto store = OpenLmdb(scratch.path(), nullptr); }
+  // A holder keeps the environment open throughout, so that LMDB does not
+  // simply reset the reader table when the next process opens it; when told,
+  // it counts the dead readers that are left (its exit code).
+  ChildProcess holder([&](const ChildProcess::Side& side) {
+    RawLmdb raw(scratch.path());
+    if (!raw.ok()) return 100;
+    side.Ready();
+    if (!side.AwaitGo()) return 100;
+    return raw.StaleReaders();
+  });
+  REQUIRE(holder.AwaitReady());
+  // A reader that dies without giving its slot back.
+  ChildProcess dying([&](const ChildProcess::Side&) {
+    RawLmdb raw(scratch.path());
+    return raw.LeakReadTransaction() ? 0 : 100;
+  });
+  REQUIRE(dying.Wait() == 0);
+
+  { auto store = OpenLmdb(scratch.path(), nullptr); }
+  holder.Tell();
+  CHECK_MESSAGE(holder.Wait() == 0, "opening the store should have cleared the dead reader's slot");
+}
+
+}  // TEST_SUITE("store")
+
+TEST_SUITE("concurrency") {
+
+TEST_CASE("the map grows while readers, writers and the sweeper run on other threads") {
+  ScratchDir scratch;
+  FakeClock clock;
+  LmdbOptions options;
+  options.sync = LmdbSync::kNoSync;  // many writes; durability is not what is tested
+  options.initial_map_bytes = uint64_t{1} << 20;
+  options.max_map_bytes = uint64_t{256} << 20;
+  auto store = OpenLmdb(scratch.path(), &clock, options);
+  constexpr int kWriters = 4;
+  constexpr int kEach = 1500;
+  std::atomic<int> errors{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> writers;
+  for (int t = 0; t < kWriters; ++t) {
+    writers.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        SessionRecord record = Session(fmt::format("w{}-{:05}", t, i));
+        record.reason_detail = std::string(500, 'c');
+        if (!store->PutSession(record).ok()) errors.fetch_add(1);
+        if (!store->AcquireLease(fmt::format("w{}-{}", t, i % 50), "o", 1'000).ok()) {
+          errors.fetch_add(1);
+        }
+      }
+    });
+  }
+  std::thread reader([&] {
+    while (!stop.load()) {
+      size_t seen = 0;
+      if (!store->ScanSessions([&](const SessionRecord&) { return ++seen, true; }).ok()) {
+        errors.fetch_add(1);
+      }
+      if (!store->ListLeases().ok()) errors.fetch_add(1);
+    }
+  });
+  std::thread sweeper([&] {
+    while (!stop.load()) {
+      if (!store->SweepExpired().ok()) errors.fetch_add(1);
+      if (!store->MapInfo().ok()) errors.fetch_add(1);
+    }
+  });
+  for (std::thread& writer : writers) writer.join();
+  stop = true;
+  reader.join();
+  sweeper.join();
+  CHECK(errors.load() == 0);
+  auto page = store->ListSessions(0, 1);
+  REQUIRE_OK(page);
+  CHECK(page->total == static_cast<size_t>(kWriters * kEach));
+  auto info = store->MapInfo();
+  REQUIRE_OK(info);
+  CHECK(info->map_bytes > options.initial_map_bytes);
+  auto report = store->CheckConsistency();
+  REQUIRE_OK(report);
+  CHECK(report->problems.empty());
+}
+
+TEST_CASE("threads filling and emptying a full store all get ESTOREFULL or success, never worse") {
+  ScratchDir scratch;
+  LmdbOptions options;
+  options.sync = LmdbSync::kNoSync;  // many writes; durability is not what is tested
+  options.initial_map_bytes = options.max_map_bytes = uint64_t{1} << 20;
+  auto store = OpenLmdb(scratch.path(), nullptr, options);
+  std::atomic<int> wrong{0};
+  std::atomic<int> full{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<std::string> mine;
+      for (int i = 0; i < 1500; ++i) {
+        SessionRecord record = Session(fmt::format("t{}-{:05}", t, i));
+        record.reason_detail = std::string(300, 'x');
+        const absl::Status status = store->PutSession(record);
+        if (status.ok()) {
+          mine.push_back(record.session_id);
+        } else if (CodeOf(status) == ErrorCode::kStoreFull) {
+          full.fetch_add(1);
+          // Make room from the oldest of this thread's own.
+          for (size_t k = 0; k < mine.size() / 2; ++k) {
+            if (!store->DeleteSession(mine[k]).ok()) wrong.fetch_add(1);
+          }
+          mine.erase(mine.begin(), mine.begin() + static_cast<long>(mine.size() / 2));
+        } else {
+          wrong.fetch_add(1);
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  CHECK(wrong.load() == 0);
+  CHECK(full.load() > 0);
+  auto report = store->CheckConsistency();
+  REQUIRE_OK(report);
+  CHECK(report->problems.empty());
+}
+
+}  // TEST_SUITE("concurrency")
+
+}  // namespace xg2g::store_test
