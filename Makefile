@@ -61,10 +61,11 @@ test-tsan: deps
 test: test-main test-asan test-tsan
 	@echo "all suites passed (main, asan+ubsan, tsan)"
 
-# Until the daemon lands, run the CLI's self-check on the embedded store.
+# Until the daemon lands, run the CLI's self-check on the embedded LMDB store
+# (the daemon's default, ./var/xg2g).
 run: build
 	$(BUILD)/examples/cli/xg2g version
-	$(BUILD)/examples/cli/xg2g selfcheck
+	$(BUILD)/examples/cli/xg2g selfcheck --store lmdb:./var/xg2g
 
 # Benchmarks (tests/bench): numbers and ratios against a baseline measured
 # in the same run; never part of pass/fail.

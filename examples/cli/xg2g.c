@@ -43,6 +43,7 @@ static int cmd_selfcheck(int argc, char **argv) {
   xg2g_store *store = NULL;
   xg2g_session *session = NULL, *read_back = NULL, *again = NULL;
   char *existing = NULL;
+  char key[96];
   uint64_t token = 0;
   xg2g_status rc;
   int result = 1;
@@ -62,14 +63,16 @@ static int cmd_selfcheck(int argc, char **argv) {
     fail("create session", rc);
     goto out;
   }
-  if ((rc = xg2g_store_put_session_idempotent(&existing, store, session, "selfcheck", "fp", 60000)) !=
+  /* A key of this run's own: a persistent store keeps the keys of earlier runs. */
+  snprintf(key, sizeof key, "selfcheck-%s", xg2g_session_get_id(session));
+  if ((rc = xg2g_store_put_session_idempotent(&existing, store, session, key, "fp", 60000)) !=
       XG2G_OK) {
     fail("store session", rc);
     goto out;
   }
   if ((rc = xg2g_session_create(&again, NULL, "1:0:19:2B66:3F3:1:C00000:0:0:0:", NULL, 0)) !=
           XG2G_OK ||
-      (rc = xg2g_store_put_session_idempotent(&existing, store, again, "selfcheck", "fp", 60000)) !=
+      (rc = xg2g_store_put_session_idempotent(&existing, store, again, key, "fp", 60000)) !=
           XG2G_OK) {
     fail("replay", rc);
     goto out;
@@ -95,6 +98,10 @@ static int cmd_selfcheck(int argc, char **argv) {
   }
   if ((rc = xg2g_store_lease_release(store, "tuner:0", "selfcheck")) != XG2G_OK) {
     fail("release lease", rc);
+    goto out;
+  }
+  if ((rc = xg2g_store_delete_session(store, xg2g_session_get_id(session))) != XG2G_OK) {
+    fail("delete session", rc);
     goto out;
   }
   printf("selfcheck: ok\n");

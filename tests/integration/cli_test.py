@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import tempfile
 
 
 def run(*args):
@@ -26,6 +27,14 @@ def main():
     check = run("selfcheck")
     if check.returncode != 0 or "selfcheck: ok" not in check.stdout:
         failures.append(f"selfcheck failed ({check.returncode}): {check.stdout}{check.stderr}")
+    # The embedded LMDB store: the check passes again on the store the first
+    # run left behind.
+    with tempfile.TemporaryDirectory() as tmp:
+        for attempt in (1, 2):
+            on_disk = run("selfcheck", "--store", f"lmdb:{tmp}/store")
+            if on_disk.returncode != 0 or "selfcheck: ok" not in on_disk.stdout:
+                failures.append(f"selfcheck on LMDB, run {attempt}, failed "
+                                f"({on_disk.returncode}): {on_disk.stdout}{on_disk.stderr}")
     bad = run("selfcheck", "--store", "nosuch://x")
     if bad.returncode != 2 or "nosuch" not in bad.stderr:
         failures.append(f"a bad store URI gave exit {bad.returncode}: {bad.stderr!r}")
@@ -34,7 +43,7 @@ def main():
         failures.append(f"an unknown command gave exit {unknown.returncode}: {unknown.stderr!r}")
     for f in failures:
         print("FAIL: " + f)
-    print(f"{5 - len(failures)} passed, {len(failures)} failed")
+    print(f"{7 - len(failures)} passed, {len(failures)} failed")
     return 1 if failures else 0
 
 
