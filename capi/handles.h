@@ -28,6 +28,15 @@ struct xg2g_store {
   std::unique_ptr<xg2g::Store> rep;
 };
 
+struct xg2g_lease_list {
+  std::vector<xg2g::LeaseInfo> items;
+  int64_t now_ms = 0;  // the store's clock when listed
+};
+
+struct xg2g_store_report {
+  xg2g::StoreCheckReport rep;
+};
+
 namespace xg2g::capi {
 
 // A host's (fn, user_data, destroy) registration. Shared by the config that

@@ -207,4 +207,78 @@ xg2g_status xg2g_store_lease_release(xg2g_store* store, const char* key, const c
   });
 }
 
+xg2g_status xg2g_store_list_leases(xg2g_lease_list** out, xg2g_store* store) {
+  return Guard("xg2g_store_list_leases", [&]() -> xg2g_status {
+    XG2G_CAPI_REQUIRE(out, "xg2g_store_list_leases");
+    *out = nullptr;
+    XG2G_CAPI_REQUIRE(store, "xg2g_store_list_leases");
+    auto leases = store->rep->ListLeases();
+    if (!leases.ok()) return FromStatus(leases.status());
+    *out = new xg2g_lease_list{std::move(*leases), store->rep->NowMs()};
+    return XG2G_OK;
+  });
+}
+
+size_t xg2g_lease_list_count(const xg2g_lease_list* list) {
+  return list == nullptr ? 0 : list->items.size();
+}
+
+const char* xg2g_lease_list_key(const xg2g_lease_list* list, size_t index) {
+  if (list == nullptr || index >= list->items.size()) return nullptr;
+  return list->items[index].key.c_str();
+}
+
+const char* xg2g_lease_list_owner(const xg2g_lease_list* list, size_t index) {
+  if (list == nullptr || index >= list->items.size()) return nullptr;
+  return list->items[index].owner.c_str();
+}
+
+uint64_t xg2g_lease_list_fencing_token(const xg2g_lease_list* list, size_t index) {
+  if (list == nullptr || index >= list->items.size()) return 0;
+  return list->items[index].fencing_token;
+}
+
+int64_t xg2g_lease_list_expires_in_ms(const xg2g_lease_list* list, size_t index) {
+  if (list == nullptr || index >= list->items.size()) return 0;
+  const int64_t left = list->items[index].expires_at_ms - list->now_ms;
+  return left > 0 ? left : 0;
+}
+
+void xg2g_lease_list_destroy(xg2g_lease_list* list) { delete list; }
+
+xg2g_status xg2g_store_check(xg2g_store_report** out, xg2g_store* store) {
+  return Guard("xg2g_store_check", [&]() -> xg2g_status {
+    XG2G_CAPI_REQUIRE(out, "xg2g_store_check");
+    *out = nullptr;
+    XG2G_CAPI_REQUIRE(store, "xg2g_store_check");
+    auto report = store->rep->Check();
+    if (!report.ok()) return FromStatus(Prefixed("xg2g_store_check", report.status()));
+    *out = new xg2g_store_report{std::move(*report)};
+    return XG2G_OK;
+  });
+}
+
+size_t xg2g_store_report_sessions(const xg2g_store_report* report) {
+  return report == nullptr ? 0 : report->rep.sessions;
+}
+
+size_t xg2g_store_report_leases(const xg2g_store_report* report) {
+  return report == nullptr ? 0 : report->rep.leases;
+}
+
+int64_t xg2g_store_report_idempotency_keys(const xg2g_store_report* report) {
+  return report == nullptr ? -1 : report->rep.idempotency_keys;
+}
+
+size_t xg2g_store_report_problem_count(const xg2g_store_report* report) {
+  return report == nullptr ? 0 : report->rep.problems.size();
+}
+
+const char* xg2g_store_report_problem(const xg2g_store_report* report, size_t index) {
+  if (report == nullptr || index >= report->rep.problems.size()) return nullptr;
+  return report->rep.problems[index].c_str();
+}
+
+void xg2g_store_report_destroy(xg2g_store_report* report) { delete report; }
+
 }  // extern "C"

@@ -20,6 +20,8 @@ extern "C" {
 
 typedef struct xg2g_store xg2g_store;
 typedef struct xg2g_session_list xg2g_session_list;
+typedef struct xg2g_lease_list xg2g_lease_list;
+typedef struct xg2g_store_report xg2g_store_report;
 
 /*
  * Opens a store. Errors: XG2G_EINVAL (NULL out or uri, malformed uri; the
@@ -129,6 +131,46 @@ XG2G_API(xg2g_status) xg2g_store_lease_renew(xg2g_store *store, const char *key,
  */
 XG2G_API(xg2g_status) xg2g_store_lease_release(xg2g_store *store, const char *key,
                                                const char *owner);
+
+/*
+ * The unexpired leases, ordered by key. *out is the caller's; end it with
+ * xg2g_lease_list_destroy(). Reads only.
+ * Errors: XG2G_EINVAL (NULL argument), XG2G_EUNAVAILABLE, XG2G_ECORRUPT (a
+ * lease record that does not decode; the message names its key). On failure
+ * *out is NULL. Thread-safe. Since 0.1.
+ */
+XG2G_API(xg2g_status) xg2g_store_list_leases(xg2g_lease_list **out, xg2g_store *store);
+XG2G_API(size_t) xg2g_lease_list_count(const xg2g_lease_list *list);
+/* Borrowed strings, valid until the list is destroyed; NULL when out of range. */
+XG2G_API(const char *) xg2g_lease_list_key(const xg2g_lease_list *list, size_t index);
+XG2G_API(const char *) xg2g_lease_list_owner(const xg2g_lease_list *list, size_t index);
+/* 0 when out of range. */
+XG2G_API(uint64_t) xg2g_lease_list_fencing_token(const xg2g_lease_list *list, size_t index);
+/* Time left by the store's clock when the list was read; 0 when out of range. */
+XG2G_API(int64_t) xg2g_lease_list_expires_in_ms(const xg2g_lease_list *list, size_t index);
+XG2G_API(void) xg2g_lease_list_destroy(xg2g_lease_list *list);
+
+/*
+ * Reads the whole store and reports what does not add up: a record that
+ * fails to decode, a listing that disagrees with a scan, a lease without an
+ * owner or token; the LMDB store also walks its databases and checks its
+ * revision and fencing-token counters. Problems go into the report, they are
+ * not errors. Writes nothing. *out is the caller's; end it with
+ * xg2g_store_report_destroy().
+ * Errors: XG2G_EINVAL (NULL argument), XG2G_EUNAVAILABLE (the store cannot
+ * be read at all). On failure *out is NULL. Thread-safe. Since 0.1.
+ */
+XG2G_API(xg2g_status) xg2g_store_check(xg2g_store_report **out, xg2g_store *store);
+/* Counts found by the check; 0 for a NULL report. */
+XG2G_API(size_t) xg2g_store_report_sessions(const xg2g_store_report *report);
+XG2G_API(size_t) xg2g_store_report_leases(const xg2g_store_report *report);
+/* -1 when the backend does not count its idempotency keys (or NULL). */
+XG2G_API(int64_t) xg2g_store_report_idempotency_keys(const xg2g_store_report *report);
+/* The problems, each a sentence naming the key it is about; none: consistent. */
+XG2G_API(size_t) xg2g_store_report_problem_count(const xg2g_store_report *report);
+/* Borrowed, valid until the report is destroyed; NULL when out of range. */
+XG2G_API(const char *) xg2g_store_report_problem(const xg2g_store_report *report, size_t index);
+XG2G_API(void) xg2g_store_report_destroy(xg2g_store_report *report);
 
 #ifdef __cplusplus
 }

@@ -1717,6 +1717,14 @@ void LmdbStore::MaybeSweep(bool idempotency_due, bool leases_due) {
 
 // ------------------------------------------------------------ operations
 
+absl::StatusOr<StoreCheckReport> LmdbStore::Check() {
+  XG2G_ASSIGN_OR_RETURN(StoreCheckReport report, Store::Check());
+  XG2G_ASSIGN_OR_RETURN(LmdbCheckReport own, CheckConsistency());
+  report.idempotency_keys = static_cast<int64_t>(own.idempotency_keys);
+  report.problems.insert(report.problems.end(), own.problems.begin(), own.problems.end());
+  return report;
+}
+
 absl::StatusOr<LmdbCheckReport> LmdbStore::CheckConsistency() {
   Env& env = *env_;
   LmdbCheckReport report;

@@ -129,6 +129,8 @@ class LmdbStore final : public Store {
   absl::Status ReleaseLease(std::string_view key, std::string_view owner) override;
   absl::StatusOr<LeaseInfo> GetLease(std::string_view key) override;
   absl::StatusOr<std::vector<LeaseInfo>> ListLeases() override;
+  // The interface's checks plus CheckConsistency's, with the key count.
+  absl::StatusOr<StoreCheckReport> Check() override;
 
   // The wall clock in Unix ms (deadlines are stored in it so that every
   // process reads them alike), never going backwards within this store.

@@ -106,7 +106,7 @@ absl::StatusOr<std::unique_ptr<Store>> OpenStore(std::string_view uri, Clock* cl
     return backend.open(scheme, location, clock);
   }
   return MakeError(ErrorCode::kUnsupported,
-                   fmt::format("unknown store scheme '{}' (this build supports: memory, lmdb)", scheme));
+                   fmt::format("unknown store scheme '{}' (this build supports: memory, lmdb, redis)", scheme));
 }
 
 }  // namespace xg2g

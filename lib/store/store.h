@@ -50,6 +50,14 @@ struct SessionPage {
   size_t total = 0;  // number of sessions in the store
 };
 
+// The outcome of Store::Check.
+struct StoreCheckReport {
+  size_t sessions = 0;
+  size_t leases = 0;
+  int64_t idempotency_keys = -1;       // -1: the backend does not count them
+  std::vector<std::string> problems;   // empty: the store is consistent
+};
+
 inline constexpr size_t kMaxPageLimit = 1000;
 // Bound on the retries of an optimistic UpdateSession before kConflict.
 inline constexpr int kMaxUpdateAttempts = 64;
@@ -121,12 +129,20 @@ class Store {
   // The unexpired leases, ordered by key.
   [[nodiscard]] virtual absl::StatusOr<std::vector<LeaseInfo>> ListLeases() = 0;
 
+  // Reads the whole store and reports what does not add up (a record that
+  // does not decode, a listing that disagrees with a scan, a lease without an
+  // owner or token). Problems go into the report; the status is an error only
+  // when the store cannot be read at all. Writes nothing. The default reads
+  // through this interface; a backend with more to check overrides it.
+  [[nodiscard]] virtual absl::StatusOr<StoreCheckReport> Check();
+
   // The store's clock in milliseconds (what lease and key deadlines use): an
   // entry with deadline d is live while NowMs() < d.
   [[nodiscard]] virtual int64_t NowMs() const = 0;
 };
 
-// Opens a store by URI: "memory:" now; "lmdb:DIR" and "redis://..." later.
+// Opens a store by URI: "memory:", "lmdb:DIR[?...]" or "redis://..."
+// (docs/lmdb.md, docs/redis.md).
 // InvalidError naming the malformed part; UnsupportedError for an unknown
 // scheme. `clock` may be null for the real clock; it must outlive the store.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<Store>> OpenStore(std::string_view uri,

@@ -335,6 +335,42 @@ static void test_store(void) {
   CHECK_STATUS(xg2g_store_lease_acquire(&t3, st, "tuner:0", "b", 60000), XG2G_OK);
   CHECK(t3 > t1); /* fencing tokens only grow */
 
+  /* Listing leases and checking the store. */
+  {
+    xg2g_lease_list *leases = (xg2g_lease_list *)&checks;
+    xg2g_store_report *report = (xg2g_store_report *)&checks;
+    CHECK_STATUS(xg2g_store_list_leases(&leases, NULL), XG2G_EINVAL);
+    CHECK(leases == NULL);
+    CHECK_STATUS(xg2g_store_list_leases(NULL, st), XG2G_EINVAL);
+    CHECK_STATUS(xg2g_store_list_leases(&leases, st), XG2G_OK);
+    CHECK(xg2g_lease_list_count(leases) == 1);
+    CHECK(xg2g_lease_list_key(leases, 0) != NULL && strcmp(xg2g_lease_list_key(leases, 0), "tuner:0") == 0);
+    CHECK(xg2g_lease_list_owner(leases, 0) != NULL && strcmp(xg2g_lease_list_owner(leases, 0), "b") == 0);
+    CHECK(xg2g_lease_list_fencing_token(leases, 0) == t3);
+    CHECK(xg2g_lease_list_expires_in_ms(leases, 0) > 0 &&
+          xg2g_lease_list_expires_in_ms(leases, 0) <= 60000);
+    CHECK(xg2g_lease_list_key(leases, 1) == NULL && xg2g_lease_list_owner(leases, 1) == NULL);
+    CHECK(xg2g_lease_list_fencing_token(leases, 1) == 0 && xg2g_lease_list_expires_in_ms(leases, 1) == 0);
+    CHECK(xg2g_lease_list_count(NULL) == 0 && xg2g_lease_list_key(NULL, 0) == NULL);
+    xg2g_lease_list_destroy(leases);
+    xg2g_lease_list_destroy(NULL);
+
+    CHECK_STATUS(xg2g_store_check(&report, NULL), XG2G_EINVAL);
+    CHECK(report == NULL);
+    CHECK_STATUS(xg2g_store_check(NULL, st), XG2G_EINVAL);
+    CHECK_STATUS(xg2g_store_check(&report, st), XG2G_OK);
+    CHECK(xg2g_store_report_problem_count(report) == 0);
+    CHECK(xg2g_store_report_problem(report, 0) == NULL);
+    CHECK(xg2g_store_report_leases(report) == 1);
+    CHECK(xg2g_store_report_sessions(report) >= 1);
+    CHECK(xg2g_store_report_idempotency_keys(report) == -1); /* the memory store does not count */
+    xg2g_store_report_destroy(report);
+    CHECK(xg2g_store_report_sessions(NULL) == 0 && xg2g_store_report_leases(NULL) == 0);
+    CHECK(xg2g_store_report_idempotency_keys(NULL) == -1);
+    CHECK(xg2g_store_report_problem_count(NULL) == 0 && xg2g_store_report_problem(NULL, 0) == NULL);
+    xg2g_store_report_destroy(NULL);
+  }
+
   xg2g_session_destroy(s);
   xg2g_store_close(st);
   xg2g_store_close(NULL);
