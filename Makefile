@@ -7,7 +7,7 @@ SHELL := /bin/bash
 PACKAGES := build-essential meson ninja-build pkgconf python3 python3-pytest \
 	libcurl4-openssl-dev libssl-dev libsimdjson-dev libfmt-dev libabsl-dev liblmdb-dev lmdb-utils \
 	libhiredis-dev libmicrohttpd-dev doctest-dev redis-server openssl curl \
-	dpkg-dev binutils ca-certificates
+	dpkg-dev binutils ca-certificates prometheus clang
 
 BUILD ?= build
 MESON_TEST := meson test --print-errorlogs --num-processes 2
@@ -17,7 +17,7 @@ export ASAN_OPTIONS := detect_leaks=1:abort_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS := halt_on_error=1:print_stacktrace=1
 export TSAN_OPTIONS := halt_on_error=1:second_deadlock_stack=1
 
-.PHONY: all deps build test test-main test-asan test-tsan run bench clean
+.PHONY: all deps build test test-main test-asan test-tsan test-fuzz run bench clean
 
 all: build
 
@@ -58,14 +58,44 @@ test-tsan: deps
 	meson compile -C build-tsan
 	$(MESON_TEST) -C build-tsan --suite concurrency --suite store
 
-test: test-main test-asan test-tsan
-	@echo "all suites passed (main, asan+ubsan, tsan)"
+# libFuzzer (clang, ASan+UBSan, build-fuzz): every target with a corpus in
+# tests/fuzz/corpus/<target>/ runs FUZZ_SECONDS from that corpus. New inputs
+# go to a scratch directory, never into the tree; a crash fails the target
+# and leaves its reproducer (crash-*) in the current directory.
+FUZZ_SECONDS ?= 20
+FUZZ_TARGETS := $(sort $(notdir $(wildcard tests/fuzz/corpus/*)))
+test-fuzz: deps
+	@if [ ! -f build-fuzz/build.ninja ]; then \
+	  CC=clang CXX=clang++ meson setup build-fuzz -Db_sanitize=address,undefined $(SAN_OPTS); \
+	fi
+	meson compile -C build-fuzz $(addprefix tests/fuzz/,$(addsuffix _fuzz,$(FUZZ_TARGETS)))
+	@for t in $(FUZZ_TARGETS); do \
+	  scratch=$$(mktemp -d); \
+	  echo "fuzzing $$t for $(FUZZ_SECONDS) s"; \
+	  if ! build-fuzz/tests/fuzz/$${t}_fuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	       "$$scratch" tests/fuzz/corpus/$$t; then rm -rf "$$scratch"; exit 1; fi; \
+	  rm -rf "$$scratch"; \
+	done
 
-# Until the daemon lands, run the CLI's self-check on the embedded LMDB store
-# (the daemon's default, ./var/xg2g).
+test: test-main test-asan test-tsan test-fuzz
+	@echo "all suites passed (main, asan+ubsan, tsan, fuzz)"
+
+# The example daemon on the embedded LMDB store (./var/xg2g). Without
+# XG2G_API_TOKENS in the environment a fresh admin token is made and printed
+# once, with a curl line that starts a session.
+SAMPLE_SERVICE := 1:0:19:2B66:3F3:1:C00000:0:0:0:
 run: build
-	$(BUILD)/examples/cli/xg2g version
-	$(BUILD)/examples/cli/xg2g selfcheck --store lmdb:./var/xg2g
+	@if [ -n "$${XG2G_API_TOKENS:-}" ]; then \
+	  echo "using the tokens in XG2G_API_TOKENS"; \
+	  exec $(BUILD)/examples/daemon/xg2gd; \
+	fi; \
+	token=$$($(BUILD)/examples/cli/xg2g token new --scopes v3:admin 2>/dev/null | head -n 1); \
+	listen=$${XG2G_LISTEN:-127.0.0.1:8088}; \
+	echo "admin token (shown once, not stored): $$token"; \
+	echo "start a session:"; \
+	echo "  curl -s -X POST -H 'Authorization: Bearer $$token' -H 'Content-Type: application/json' \\"; \
+	echo "    -d '{\"type\":\"stream.start\",\"serviceRef\":\"$(SAMPLE_SERVICE)\"}' http://$$listen/api/v3/intents"; \
+	XG2G_API_TOKENS="$$token=v3:admin" exec $(BUILD)/examples/daemon/xg2gd
 
 # Benchmarks (tests/bench): numbers and ratios against a baseline measured
 # in the same run; never part of pass/fail.
@@ -73,4 +103,4 @@ bench: build
 	meson test -C $(BUILD) --benchmark --verbose
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz

@@ -28,7 +28,8 @@ static_assert(XG2G_EIO == static_cast<int>(ErrorCode::kIo));
 static_assert(XG2G_EUNSUPPORTED == static_cast<int>(ErrorCode::kUnsupported));
 static_assert(XG2G_EINTERNAL == static_cast<int>(ErrorCode::kInternal));
 static_assert(XG2G_EINFLIGHT == static_cast<int>(ErrorCode::kInFlight));
-static_assert(xg2g::kLastErrorCode == ErrorCode::kInFlight);
+static_assert(XG2G_ECIRCUITOPEN == static_cast<int>(ErrorCode::kCircuitOpen));
+static_assert(xg2g::kLastErrorCode == ErrorCode::kCircuitOpen);
 
 }  // namespace
 

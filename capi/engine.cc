@@ -14,6 +14,7 @@
 
 #include "capi/barrier.h"
 #include "capi/handles.h"
+#include "capi/receiver.h"
 #include "lib/common/status.h"
 
 namespace {
@@ -487,6 +488,15 @@ xg2g_status xg2g_engine_create(xg2g_engine** out, const xg2g_config* cfg, xg2g_s
         handle->pipeline = simulated;
         break;
     }
+    // A receiver tunes first; the pipeline chosen above runs once it has.
+    std::shared_ptr<xg2g::ReceiverPipeline> receiver;
+    if (cfg->receiver != nullptr) {
+      auto wrapped = xg2g::capi::MakeReceiverPipeline(*cfg->receiver, handle->pipeline, clock,
+                                                      cfg->manual_clock);
+      if (!wrapped.ok()) return FromStatus(Prefixed(kFn, wrapped.status()));
+      receiver = std::move(*wrapped);
+      handle->pipeline = receiver;
+    }
 
     if (cfg->audit_callback != nullptr) {
       handle->audit = std::make_shared<xg2g::CallbackAuditSink>(
@@ -514,6 +524,7 @@ xg2g_status xg2g_engine_create(xg2g_engine** out, const xg2g_config* cfg, xg2g_s
     if (!engine.ok()) return FromStatus(Prefixed(kFn, engine.status()));
     handle->rep = std::move(*engine);
     if (simulated != nullptr) simulated->Attach(handle->rep.get());
+    if (receiver != nullptr) receiver->Attach(handle->rep.get());
     *out = handle.release();
     return XG2G_OK;
   });

@@ -39,6 +39,8 @@ struct xg2g_store_report {
 
 namespace xg2g::capi {
 
+struct ReceiverConfig;  // capi/receiver.h
+
 // A host's (fn, user_data, destroy) registration. Shared by the config that
 // received it and every engine created from that config; `destroy` runs
 // once, when the last of them lets go (so never while a callback can run).
@@ -83,6 +85,8 @@ struct xg2g_config {
   xg2g::SimulatedPipelineOptions simulated;
   std::shared_ptr<xg2g::capi::HostAuditCallback> audit_callback;  // wins over audit_path
   std::string audit_path;
+  // Tune through a receiver before the pipeline above (capi/receiver.cc); null: none.
+  std::shared_ptr<const xg2g::capi::ReceiverConfig> receiver;
 };
 
 // Member order is destruction order in reverse: the engine goes first (its

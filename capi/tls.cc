@@ -11,13 +11,20 @@ extern "C" {
 xg2g_status xg2g_tls_check_options_init(xg2g_tls_check_options* opts, unsigned int version) {
   return xg2g::capi::Guard("xg2g_tls_check_options_init", [&]() -> xg2g_status {
     XG2G_CAPI_REQUIRE(opts, "xg2g_tls_check_options_init");
-    if (version != XG2G_TLS_CHECK_OPTIONS_VERSION) {
+    if (version < 1 || version > XG2G_TLS_CHECK_OPTIONS_VERSION) {
       return xg2g::capi::Fail(XG2G_EVERSION,
                               "xg2g_tls_check_options_init: unknown options version " +
-                                  std::to_string(version) + " (this library knows " +
+                                  std::to_string(version) + " (this library knows 1 to " +
                                   std::to_string(XG2G_TLS_CHECK_OPTIONS_VERSION) + ")");
     }
-    *opts = xg2g_tls_check_options XG2G_TLS_CHECK_OPTIONS_INIT;
+    const xg2g_tls_check_options defaults = XG2G_TLS_CHECK_OPTIONS_INIT;
+    // A version 1 caller's structure ends before passphrase: write the
+    // version 1 fields one by one, never the whole (larger) structure.
+    opts->version = version;
+    opts->warn_days = defaults.warn_days;
+    opts->warn_fraction = defaults.warn_fraction;
+    opts->now_unix = defaults.now_unix;
+    if (version >= 2) opts->passphrase = defaults.passphrase;
     return XG2G_OK;
   });
 }
@@ -32,7 +39,7 @@ xg2g_status xg2g_tls_check(char** out_json, const char* cert_path, const char* k
 
     xg2g::TlsCheckOptions options;
     if (opts != nullptr) {
-      if (opts->version != XG2G_TLS_CHECK_OPTIONS_VERSION) {
+      if (opts->version < 1 || opts->version > XG2G_TLS_CHECK_OPTIONS_VERSION) {
         return xg2g::capi::Fail(XG2G_EVERSION, "xg2g_tls_check: unknown opts->version " +
                                                    std::to_string(opts->version));
       }
@@ -43,6 +50,10 @@ xg2g_status xg2g_tls_check(char** out_json, const char* cert_path, const char* k
       if (opts->warn_days > 0) options.warn_days = opts->warn_days;
       if (opts->warn_fraction > 0) options.warn_fraction = opts->warn_fraction;
       if (opts->now_unix != 0) options.now_unix = opts->now_unix;
+      // Only a version 2 structure has the field: a version 1 one ends before.
+      if (opts->version >= 2 && opts->passphrase != nullptr) {
+        options.passphrase = std::string(opts->passphrase);
+      }
     }
 
     absl::StatusOr<xg2g::TlsCheckReport> report = xg2g::CheckTlsFiles(cert_path, key_path, options);

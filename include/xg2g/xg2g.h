@@ -11,6 +11,8 @@
 #include "xg2g_session.h"
 #include "xg2g_store.h"
 #include "xg2g_engine.h"
+#include "xg2g_http.h"
+#include "xg2g_receiver.h"
 #include "xg2g_tls.h"
 
 #endif /* XG2G_H */

@@ -48,7 +48,10 @@ typedef enum xg2g_status {
   XG2G_EIO = -14,         /* an operating-system I/O error */
   XG2G_EUNSUPPORTED = -15,/* the feature or URI scheme is not supported */
   XG2G_EINTERNAL = -16,   /* a bug in libxg2g; the message names the function */
-  XG2G_EINFLIGHT = -17    /* the idempotency key's first request is still being created */
+  XG2G_EINFLIGHT = -17,   /* the idempotency key's first request is still being created */
+  XG2G_ECIRCUITOPEN = -18 /* a circuit breaker is open: the upstream failed repeatedly and is
+                             not called until its open timeout passes (HTTP 503
+                             CIRCUIT_OPEN); nothing was sent. Since 0.1. */
 } xg2g_status;
 
 /*

@@ -17,48 +17,68 @@ extern "C" {
  * time it has left is at most min(warn_days, warn_fraction x its lifetime):
  * with the defaults a 365-day certificate warns from 30 days before its end, a
  * 47-day one in its last third, a fresh 10-day one not yet.
+ *
+ * Versions: 1 has the fields up to now_unix; 2 appends
+ * passphrase. A caller built against version 1 keeps working: it passes
+ * version 1 and a structure without passphrase, and the library reads (and
+ * xg2g_tls_check_options_init() writes) only the version 1 fields.
  */
 typedef struct xg2g_tls_check_options {
   unsigned int version;  /* XG2G_TLS_CHECK_OPTIONS_VERSION */
   int warn_days;         /* expiry warning horizon in days; <= 0 means 30 */
   double warn_fraction;  /* fraction of the lifetime, at most 1; <= 0 means 0.33 */
   int64_t now_unix;      /* time to check against (seconds since the epoch); 0 means now */
+  /* Since version 2. Decrypts an encrypted private key (encrypted PKCS#8, or
+   * PEM encryption with Proc-Type/DEK-Info); UTF-8/bytes, NUL-terminated,
+   * used during the call only (not copied, not kept). NULL: no passphrase,
+   * and an encrypted key is the error KEY_ENCRYPTED. Ignored for an
+   * unencrypted key. */
+  const char *passphrase;
 } xg2g_tls_check_options;
 
-#define XG2G_TLS_CHECK_OPTIONS_VERSION 1
-#define XG2G_TLS_CHECK_OPTIONS_INIT {XG2G_TLS_CHECK_OPTIONS_VERSION, 30, 0.33, 0}
+#define XG2G_TLS_CHECK_OPTIONS_VERSION 2
+#define XG2G_TLS_CHECK_OPTIONS_INIT {XG2G_TLS_CHECK_OPTIONS_VERSION, 30, 0.33, 0, NULL}
 
 /*
  * Fills opts with the defaults for `version` (pass
- * XG2G_TLS_CHECK_OPTIONS_VERSION). Errors: XG2G_EINVAL (NULL opts),
- * XG2G_EVERSION (a version this library does not know). Thread-safe. Since 0.1.
+ * XG2G_TLS_CHECK_OPTIONS_VERSION; 1 and 2 are known). For version 1 only the
+ * version 1 fields are written, so a version 1 structure (without passphrase)
+ * is safe to pass. Errors: XG2G_EINVAL (NULL opts), XG2G_EVERSION (a version
+ * this library does not know). Thread-safe. Since 0.1 (version 2 of the options: passphrase).
  */
 XG2G_API(xg2g_status) xg2g_tls_check_options_init(xg2g_tls_check_options *opts,
                                                   unsigned int version);
 
 /*
  * Checks a certificate file (PEM: the leaf first, then its issuers) and its
- * private key file (PEM, unencrypted; may be the same file) and writes the
- * report as JSON into *out_json (free with xg2g_free):
+ * private key file (PEM; may be the same file; encrypted only with
+ * opts->passphrase) and writes the report as JSON into *out_json (free with
+ * xg2g_free):
  *   {"valid":bool, "errors":[{"code","file","message"}], "warnings":[...],
  *    "subject":"CN=...,O=..." (RFC 2253), "sans":["dns name","127.0.0.1"],
  *    "not_before","not_after" (RFC 3339 UTC, "2025-01-01T00:00:00Z"),
  *    "days_left" (whole days, negative once expired), "key_type" ("RSA",
- *    "EC", "Ed25519", ...), "key_bits"}
+ *    "EC", "Ed25519", ...), "key_bits" (Ed25519: 253)}
  * Facts about the leaf are null when the files did not get far enough to tell
  * them; "valid" is true when there is no error (warnings allowed).
- * Error codes: FILE_NOT_FOUND, FILE_UNREADABLE, CERT_MISSING,
- * CERT_PARSE_FAILED, KEY_MISSING, KEY_PARSE_FAILED, KEY_ENCRYPTED,
- * KEY_MISMATCH, CHAIN_ORDER (issuers before the leaf), CHAIN_BROKEN (a
- * certificate not followed by its issuer), CERT_NOT_YET_VALID, CERT_EXPIRED.
+ * Error codes: FILE_NOT_FOUND, FILE_UNREADABLE, FILE_NOT_PEM (no PEM block at
+ * all: DER, text or empty), CERT_MISSING (PEM, but no certificate),
+ * CERT_PARSE_FAILED, KEY_MISSING (PEM, but no private key), KEY_PARSE_FAILED,
+ * KEY_ENCRYPTED (encrypted and no passphrase given), KEY_PASSPHRASE_WRONG,
+ * KEY_ENCRYPTION_UNSUPPORTED (a scheme such as scrypt this check cannot
+ * decrypt), KEY_MISMATCH, CHAIN_ORDER (issuers before the leaf),
+ * CHAIN_BROKEN (a certificate not followed by its issuer),
+ * CERT_NOT_YET_VALID, CERT_EXPIRED.
  * Warning codes: CERT_EXPIRING, KEY_WEAK (RSA under 2048 bits), SELF_SIGNED.
+ * Codes are stable: only ever added. docs/tls.md describes each.
  * Each finding names its file; its message names the reason. The check needs
  * no trust store: whether clients trust the issuer is not judged.
  * A certificate that fails the check is still XG2G_OK: the report says why.
- * opts may be NULL for the defaults. On failure *out_json is NULL.
+ * opts may be NULL for the defaults; version 1 and 2 options are accepted.
+ * On failure *out_json is NULL.
  * Errors: XG2G_EINVAL (NULL out or path, warn_fraction over 1 or NaN),
  * XG2G_EVERSION (opts->version), XG2G_ENOMEM.
- * Thread-safe. Since 0.1.
+ * Thread-safe. Since 0.1 (opts->passphrase: options version 2).
  */
 XG2G_API(xg2g_status) xg2g_tls_check(char **out_json, const char *cert_path,
                                      const char *key_path, const xg2g_tls_check_options *opts);

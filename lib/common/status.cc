@@ -30,6 +30,7 @@ absl::StatusCode CanonicalFor(ErrorCode code) {
     case ErrorCode::kUnsupported: return absl::StatusCode::kUnimplemented;
     case ErrorCode::kInternal: return absl::StatusCode::kInternal;
     case ErrorCode::kInFlight: return absl::StatusCode::kAborted;
+    case ErrorCode::kCircuitOpen: return absl::StatusCode::kUnavailable;
   }
   return absl::StatusCode::kInternal;
 }
@@ -94,6 +95,7 @@ std::string_view ErrorCodeName(ErrorCode code) {
     case ErrorCode::kUnsupported: return "XG2G_EUNSUPPORTED";
     case ErrorCode::kInternal: return "XG2G_EINTERNAL";
     case ErrorCode::kInFlight: return "XG2G_EINFLIGHT";
+    case ErrorCode::kCircuitOpen: return "XG2G_ECIRCUITOPEN";
   }
   return "XG2G_UNKNOWN";
 }

@@ -41,9 +41,10 @@ enum class ErrorCode : int {
   kUnsupported = -15,
   kInternal = -16,
   kInFlight = -17,
+  kCircuitOpen = -18,  // a circuit breaker fails fast (HTTP 503 CIRCUIT_OPEN)
 };
 // The most negative code (update when appending).
-inline constexpr ErrorCode kLastErrorCode = ErrorCode::kInFlight;
+inline constexpr ErrorCode kLastErrorCode = ErrorCode::kCircuitOpen;
 
 // Builds a Status carrying `code`; the canonical absl code is chosen so that
 // code that only looks at absl codes still gets a sensible answer.
@@ -66,6 +67,9 @@ inline absl::Status CorruptError(std::string_view m) { return MakeError(ErrorCod
 inline absl::Status StoreFullError(std::string_view m) { return MakeError(ErrorCode::kStoreFull, m); }
 inline absl::Status InternalError(std::string_view m) { return MakeError(ErrorCode::kInternal, m); }
 inline absl::Status InFlightError(std::string_view m) { return MakeError(ErrorCode::kInFlight, m); }
+inline absl::Status CircuitOpenError(std::string_view m) {
+  return MakeError(ErrorCode::kCircuitOpen, m);
+}
 
 }  // namespace xg2g
 

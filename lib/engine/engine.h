@@ -154,6 +154,9 @@ class Engine {
   EngineStats Stats() const;
   const std::string& owner_id() const { return options_.owner_id; }
   Clock* clock() const { return clock_; }
+  // The store the engine works on (borrowed; the HTTP handler reads sessions
+  // through it).
+  Store* store() const { return store_; }
 
  private:
   // A session this engine drives: its host pipeline lives in this process.

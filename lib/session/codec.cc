@@ -5,12 +5,17 @@
 // not: a known field with the wrong type is a CorruptError naming the field,
 // an unknown field is validated as JSON and otherwise ignored so that a newer
 // writer's additions do not break an older reader.
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <iterator>
 #include <map>
+#include <memory>
+#include <new>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 
 #include <fmt/format.h>
@@ -104,9 +109,9 @@ absl::Status ReadInt(ondemand::value& value, std::string_view field, int64_t min
   ondemand::json_type type;
   if (auto error = value.type().get(type)) return JsonError(field, error);
   if (type != ondemand::json_type::number) return Corrupt(field, "is not an integer");
-  const std::string_view token = value.raw_json_token();
-  if (token.find_first_of(".eE") != std::string_view::npos) {
-    return Corrupt(field, "is not an integer");
+  // A fraction or an exponent makes it no integer, whatever its value.
+  for (const char c : value.raw_json_token()) {
+    if (c == '.' || c == 'e' || c == 'E') return Corrupt(field, "is not an integer");
   }
   int64_t number = 0;
   if (auto error = value.get_int64().get(number)) {
@@ -233,12 +238,12 @@ template <typename OnMember>
 absl::Status ForEachMember(ondemand::value& value, std::string_view field, OnMember on_member) {
   ondemand::object object;
   if (auto error = value.get_object().get(object)) return JsonError(field, error, "an object");
-  for (auto member : object) {
+  for (auto result : object) {
+    ondemand::field member;
+    if (auto error = std::move(result).get(member)) return JsonError(field, error);
     std::string_view key;
     if (auto error = member.unescaped_key().get(key)) return JsonError(field, error);
-    ondemand::value inner;
-    if (auto error = member.value().get(inner)) return JsonError(field, error);
-    XG2G_RETURN_IF_ERROR(on_member(key, inner));
+    XG2G_RETURN_IF_ERROR(on_member(key, member.value()));
   }
   return absl::OkStatus();
 }
@@ -288,9 +293,15 @@ constexpr FieldSpec kFields[] = {
     {"deadlineUnixMs", kFieldDeadline},
 };
 
-std::optional<Field> LookupField(std::string_view name) {
-  for (const FieldSpec& spec : kFields) {
-    if (spec.name == name) return spec.bit;
+constexpr size_t kFieldCount = std::size(kFields);
+
+// The index in kFields of the field called `name`, trying `expected` first:
+// EncodeSession writes the fields in kFields order, so a record it wrote
+// finds each at the first comparison.
+std::optional<size_t> LookupField(std::string_view name, size_t expected) {
+  if (expected < kFieldCount && kFields[expected].name == name) return expected;
+  for (size_t i = 0; i < kFieldCount; ++i) {
+    if (kFields[i].name == name) return i;
   }
   return std::nullopt;
 }
@@ -331,7 +342,12 @@ absl::Status ReadContextData(ondemand::value& value, std::map<std::string, std::
     if (auto error = inner.get_string().get(entry)) {
       return JsonError(fmt::format("contextData[{}]", QuoteKey(key)), error, "a string");
     }
-    if (!out.emplace(std::string(key), std::string(entry)).second) {
+    // EncodeSession writes the keys in order: then the hint is right and
+    // the insertion takes no search.
+    const size_t before = out.size();
+    out.emplace_hint(out.end(), std::piecewise_construct, std::forward_as_tuple(key),
+                     std::forward_as_tuple(entry));
+    if (out.size() == before) {
       return Corrupt("contextData", fmt::format("has the key {} twice", QuoteKey(key)));
     }
     return absl::OkStatus();
@@ -375,7 +391,7 @@ absl::Status ReadField(Field field, std::string_view name, ondemand::value& valu
 }
 
 absl::StatusOr<SessionRecord> DecodeWith(ondemand::parser& parser,
-                                         const simdjson::padded_string& padded) {
+                                         simdjson::padded_string_view padded) {
   ondemand::document doc;
   if (auto error = parser.iterate(padded).get(doc)) return JsonError({}, error);
   ondemand::object object;
@@ -404,20 +420,24 @@ absl::StatusOr<SessionRecord> DecodeWith(ondemand::parser& parser,
 
   SessionRecord record;
   uint32_t seen = 0;
-  for (auto member : object) {
+  size_t expected = 0;  // the index in kFields of the field EncodeSession writes next
+  for (auto result : object) {
+    ondemand::field member;
+    if (auto error = std::move(result).get(member)) return JsonError({}, error);
     std::string_view key;
     if (auto error = member.unescaped_key().get(key)) return JsonError({}, error);
-    ondemand::value value;
-    if (auto error = member.value().get(value)) return JsonError({}, error);
-    const std::optional<Field> field = LookupField(key);
-    if (!field.has_value()) {
+    ondemand::value& value = member.value();
+    const std::optional<size_t> index = LookupField(key, expected);
+    if (!index.has_value()) {
       // Forward compatibility: fields this version does not know are ignored.
       XG2G_RETURN_IF_ERROR(SkipValue(value, QuoteKey(key), 1));
       continue;
     }
-    if (seen & *field) return Corrupt(key, "appears twice");
-    seen |= *field;
-    XG2G_RETURN_IF_ERROR(ReadField(*field, key, value, record));
+    expected = *index + 1;
+    const Field field = kFields[*index].bit;
+    if (seen & field) return Corrupt(key, "appears twice");
+    seen |= field;
+    XG2G_RETURN_IF_ERROR(ReadField(field, key, value, record));
   }
 
   const char* location = nullptr;
@@ -433,6 +453,195 @@ absl::StatusOr<SessionRecord> DecodeWith(ondemand::parser& parser,
         if (spec.bit == required) return Corrupt(spec.name, "is missing");
       }
     }
+  }
+  return record;
+}
+
+// ---------------------------------------------------------------------------
+// Reading a record exactly as EncodeSession writes it
+//
+// Nearly every record read is one EncodeSession wrote: the fields in its order
+// and form, strings that needed no escape. FastDecode reads exactly that
+// form, byte by byte, and answers nullopt for anything else (an escape, a
+// field out of place, white space, a number in another spelling, a value the
+// general reader would refuse), which then goes to the general reader. What
+// it accepts is valid JSON that the general reader decodes to the same record
+// (the same checks, the same parse functions), so the outcome of
+// DecodeSession never depends on which of the two read the record.
+
+class CanonicalReader {
+ public:
+  explicit CanonicalReader(std::string_view json)
+      : at_(json.data()), end_(json.data() + json.size()) {}
+
+  bool AtEnd() const { return at_ == end_; }
+
+  // The bytes of the string literal `literal` (its size known when compiled,
+  // so the comparison is a few instructions), exactly.
+  template <size_t N>
+  bool Literal(const char (&literal)[N]) {
+    constexpr size_t kSize = N - 1;
+    if (static_cast<size_t>(end_ - at_) < kSize || std::memcmp(at_, literal, kSize) != 0) {
+      return false;
+    }
+    at_ += kSize;
+    return true;
+  }
+
+  // A string without escapes or control characters (the input's UTF-8 is
+  // checked as a whole beforehand). Eight bytes at a time while eight remain.
+  bool String(std::string_view& out) {
+    if (at_ == end_ || *at_ != '"') return false;
+    const char* begin = ++at_;
+    while (end_ - at_ >= 8) {
+      uint64_t word;
+      std::memcpy(&word, at_, sizeof(word));
+      if (Special(word) != 0) break;  // the byte is among these eight
+      at_ += 8;
+    }
+    while (at_ != end_) {
+      const auto c = static_cast<unsigned char>(*at_);
+      if (c == '"') {
+        out = std::string_view(begin, static_cast<size_t>(at_ - begin));
+        ++at_;
+        return true;
+      }
+      if (c == '\\' || c < 0x20) return false;
+      ++at_;
+    }
+    return false;
+  }
+
+  bool String(std::string& out) {
+    std::string_view text;
+    if (!String(text)) return false;
+    out.assign(text.data(), text.size());
+    return true;
+  }
+
+  // 0 or a decimal without a leading zero, of at most 18 digits: always an
+  // int64_t, never negative.
+  bool Int(int64_t& out) {
+    constexpr ptrdiff_t kMaxDigits = 18;
+    const char* begin = at_;
+    int64_t value = 0;
+    for (; at_ != end_ && *at_ >= '0' && *at_ <= '9'; ++at_) {
+      if (at_ - begin == kMaxDigits) return false;
+      value = value * 10 + (*at_ - '0');
+    }
+    const ptrdiff_t digits = at_ - begin;
+    if (digits == 0 || (digits > 1 && *begin == '0')) return false;
+    out = value;
+    return true;
+  }
+
+  bool Bool(bool& out) {
+    if (Literal("true")) {
+      out = true;
+      return true;
+    }
+    if (Literal("false")) {
+      out = false;
+      return true;
+    }
+    return false;
+  }
+
+  template <typename Enum>
+  bool Name(std::optional<Enum> (*parse)(std::string_view), Enum& out) {
+    std::string_view text;
+    if (!String(text)) return false;
+    const std::optional<Enum> parsed = parse(text);
+    if (!parsed.has_value()) return false;
+    out = *parsed;
+    return true;
+  }
+
+ private:
+  // Nonzero when one of the eight bytes of `word` is a quote, a backslash or
+  // a control character (below 0x20). Exact: no byte is flagged wrongly
+  // (the high bit of each byte is cleared before the tests, and bytes of
+  // 0x80 and above are none of the three).
+  static uint64_t Special(uint64_t word) {
+    constexpr uint64_t kOnes = 0x0101010101010101ull;
+    constexpr uint64_t kHigh = 0x8080808080808080ull;
+    const uint64_t low7 = word & ~kHigh;
+    // A byte's high bit ends up set when its low seven bits are below 0x20,
+    // or equal '"' or '\\'; then the bytes that had the high bit set are
+    // taken out.
+    const uint64_t below = ~(low7 + (0x80 - 0x20) * kOnes) & kHigh;
+    const uint64_t quote = ~((low7 ^ ('"' * kOnes)) + 0x7f * kOnes) & kHigh;
+    const uint64_t slash = ~((low7 ^ ('\\' * kOnes)) + 0x7f * kOnes) & kHigh;
+    return (below | quote | slash) & ~word & kHigh;
+  }
+
+  const char* at_;
+  const char* end_;
+};
+
+// The record when `json` is in EncodeSession's exact form, else nullopt.
+std::optional<SessionRecord> FastDecode(std::string_view json) {
+  if (json.size() > kThreadParserMaxBytes || !simdjson::validate_utf8(json.data(), json.size())) {
+    return std::nullopt;
+  }
+  CanonicalReader in(json);
+  SessionRecord record;
+  int64_t version = 0;
+  if (!in.Literal("{\"schemaVersion\":") || !in.Int(version) || version < 1 ||
+      version > kSessionSchemaVersion) {
+    return std::nullopt;
+  }
+  if (!in.Literal(",\"sessionId\":") || !in.String(record.session_id) ||
+      !IsValidSessionId(record.session_id)) {
+    return std::nullopt;
+  }
+  if (!in.Literal(",\"serviceRef\":") || !in.String(record.service_ref) ||
+      record.service_ref.empty()) {
+    return std::nullopt;
+  }
+  if (!in.Literal(",\"profile\":{\"name\":") || !in.String(record.profile.name) ||
+      !in.Literal(",\"llhls\":") || !in.Bool(record.profile.llhls) ||
+      !in.Literal(",\"dvrWindowSec\":") || !in.Int(record.profile.dvr_window_sec) ||
+      !in.Literal("}")) {
+    return std::nullopt;
+  }
+  if (!in.Literal(",\"state\":") || !in.Name(&ParseState, record.state) ||
+      !in.Literal(",\"pipelineState\":") ||
+      !in.Name(&ParsePipelineState, record.pipeline_state) || !in.Literal(",\"reason\":") ||
+      !in.Name(&ParseReason, record.reason)) {
+    return std::nullopt;
+  }
+  if (!in.Literal(",\"reasonDetail\":") || !in.String(record.reason_detail) ||
+      !in.Literal(",\"correlationId\":") || !in.String(record.correlation_id) ||
+      !in.Literal(",\"createdAtUnix\":") || !in.Int(record.created_at_unix) ||
+      !in.Literal(",\"updatedAtUnix\":") || !in.Int(record.updated_at_unix) ||
+      !in.Literal(",\"expiresAtUnix\":") || !in.Int(record.expires_at_unix)) {
+    return std::nullopt;
+  }
+  if (!in.Literal(",\"contextData\":{")) return std::nullopt;
+  if (!in.Literal("}")) {
+    // Keys in strictly increasing order, as the map writes them: none twice,
+    // and each insertion goes at the end.
+    std::string_view previous;
+    for (bool first = true;; first = false) {
+      std::string_view key;
+      std::string_view value;
+      if (!in.String(key) || (!first && !(previous < key)) || !in.Literal(":") ||
+          !in.String(value)) {
+        return std::nullopt;
+      }
+      record.context_data.emplace_hint(record.context_data.end(), std::piecewise_construct,
+                                        std::forward_as_tuple(key), std::forward_as_tuple(value));
+      previous = key;
+      if (in.Literal("}")) break;
+      if (!in.Literal(",")) return std::nullopt;
+    }
+  }
+  if (!in.Literal(",\"principal\":") || !in.String(record.principal) ||
+      !in.Literal(",\"revision\":") || !in.Int(record.revision) ||
+      !in.Literal(",\"deadlineUnixMs\":") || !in.Int(record.deadline_unix_ms) ||
+      !in.Literal("}") || !in.AtEnd()) {
+    return std::nullopt;
   }
   return record;
 }
@@ -493,13 +702,30 @@ std::string EncodeSession(const SessionRecord& record) {
 }
 
 absl::StatusOr<SessionRecord> DecodeSession(std::string_view json) {
+  if (std::optional<SessionRecord> record = FastDecode(json)) return *std::move(record);
+  if (json.size() <= kThreadParserMaxBytes) {
+    // The padded copy simdjson reads goes into a buffer the thread keeps too:
+    // a small record costs no allocation for it.
+    thread_local std::unique_ptr<char[]> buffer;
+    thread_local size_t capacity = 0;
+    const size_t needed = json.size() + simdjson::SIMDJSON_PADDING;
+    if (capacity < needed) {
+      const size_t grown = std::max(needed, std::min(2 * capacity, kThreadParserMaxBytes +
+                                                                       simdjson::SIMDJSON_PADDING));
+      buffer.reset(new (std::nothrow) char[grown]);
+      capacity = buffer != nullptr ? grown : 0;
+      if (buffer == nullptr) {
+        return MakeError(ErrorCode::kNoMemory, "session record: out of memory while parsing");
+      }
+    }
+    if (!json.empty()) std::memcpy(buffer.get(), json.data(), json.size());
+    std::memset(buffer.get() + json.size(), 0, simdjson::SIMDJSON_PADDING);
+    thread_local ondemand::parser parser;
+    return DecodeWith(parser, simdjson::padded_string_view(buffer.get(), json.size(), needed));
+  }
   const simdjson::padded_string padded(json);
   if (padded.data() == nullptr) {
     return MakeError(ErrorCode::kNoMemory, "session record: out of memory while parsing");
-  }
-  if (json.size() <= kThreadParserMaxBytes) {
-    thread_local ondemand::parser parser;
-    return DecodeWith(parser, padded);
   }
   ondemand::parser parser;
   return DecodeWith(parser, padded);

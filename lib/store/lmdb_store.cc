@@ -2,31 +2,35 @@
 
 #include <errno.h>
 #include <lmdb.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cctype>
 #include <charconv>
 #include <chrono>
 #include <cstring>
 #include <limits>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <new>
 #include <random>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include <fmt/format.h>
 #include <simdjson.h>
 
+#include "absl/container/flat_hash_map.h"
 #include "lib/common/json_writer.h"
 #include "lib/common/status.h"
 #include "lib/crypto/crypto.h"
@@ -481,26 +485,69 @@ absl::StatusOr<int64_t> DecodeFormat(std::string_view json) {
 // the map size (which LMDB allows only with no transaction active in the
 // process) takes it exclusively. Writer-preferring, so that a resize is not
 // starved by a steady stream of readers. Never taken recursively.
+//
+// Readers count themselves in one of kSlots counters, each on a cache line of
+// its own and chosen per thread, so that threads reading at once do not pass
+// one cache line back and forth on every transaction as they would with one
+// shared lock word. The exclusive side is rare (a resize): it raises a flag
+// under its mutex and waits for every counter to drain; a reader that finds
+// the flag up steps back and waits on that mutex. The flag and the counters
+// are sequentially consistent, so a reader and a resize never both miss each
+// other.
 class Gate {
  public:
-  Gate() {
-    pthread_rwlockattr_t attr;
-    pthread_rwlockattr_init(&attr);
-    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init(&lock_, &attr);
-    pthread_rwlockattr_destroy(&attr);
-  }
-  ~Gate() { pthread_rwlock_destroy(&lock_); }
+  Gate() = default;
   Gate(const Gate&) = delete;
   Gate& operator=(const Gate&) = delete;
 
-  void lock() { pthread_rwlock_wrlock(&lock_); }
-  void unlock() { pthread_rwlock_unlock(&lock_); }
-  void lock_shared() { pthread_rwlock_rdlock(&lock_); }
-  void unlock_shared() { pthread_rwlock_unlock(&lock_); }
+  void lock() {
+    exclusive_.lock();
+    resizing_.store(true, std::memory_order_seq_cst);
+    for (Slot& slot : slots_) {
+      for (int spins = 0; slot.readers.load(std::memory_order_seq_cst) != 0; ++spins) {
+        // Readers are short transactions, writers one commit (an fsync).
+        if (spins < 64) {
+          std::this_thread::yield();
+        } else {
+          std::this_thread::sleep_for(std::chrono::microseconds(50));
+        }
+      }
+    }
+  }
+  void unlock() {
+    resizing_.store(false, std::memory_order_seq_cst);
+    exclusive_.unlock();
+  }
+  void lock_shared() {
+    std::atomic<uint32_t>& readers = slots_[ThreadSlot()].readers;
+    for (;;) {
+      readers.fetch_add(1, std::memory_order_seq_cst);
+      if (!resizing_.load(std::memory_order_seq_cst)) return;
+      readers.fetch_sub(1, std::memory_order_seq_cst);
+      std::lock_guard wait(exclusive_);  // until the resize is done
+    }
+  }
+  void unlock_shared() {
+    slots_[ThreadSlot()].readers.fetch_sub(1, std::memory_order_seq_cst);
+  }
 
  private:
-  pthread_rwlock_t lock_;
+  static constexpr size_t kSlots = 16;
+
+  struct alignas(64) Slot {
+    std::atomic<uint32_t> readers{0};
+  };
+
+  // The calling thread's slot, the same for its whole life.
+  static size_t ThreadSlot() {
+    static std::atomic<size_t> next{0};
+    thread_local const size_t slot = next.fetch_add(1, std::memory_order_relaxed) % kSlots;
+    return slot;
+  }
+
+  Slot slots_[kSlots];
+  std::atomic<bool> resizing_{false};
+  std::mutex exclusive_;  // held by the resize for its whole length
 };
 
 // Aborts a transaction that was neither committed nor aborted.
@@ -587,6 +634,14 @@ struct LmdbStore::Env {
   dev_t dev = 0;
   ino_t ino = 0;
   pid_t pid = 0;  // the process that opened it: a forked child never uses it
+  // Unique among the environments this process opens (an address may be
+  // reused after a close; a serial never is): names the environment in the
+  // threads' parked readers. 0 until registered in LiveEnvs.
+  uint64_t serial = 0;
+  // Every read transaction some thread keeps parked for this environment
+  // (see "parked readers"), aborted when the environment closes.
+  std::mutex parked_mu;
+  std::vector<MDB_txn*> parked;  // guarded by parked_mu
   LmdbOptions options;
   MDB_env* env = nullptr;
   MDB_dbi sessions = 0;
@@ -622,10 +677,179 @@ Registry& GetRegistry() {
   return *registry;
 }
 
+// The environments open in this process by serial, for the parked readers
+// (below), which must not touch an environment after it closed.
+// Lock order: the registry's mutex, then this one, then an environment's
+// parked_mu.
+struct LiveEnvs {
+  std::mutex mu;
+  absl::flat_hash_map<uint64_t, Env*> by_serial;  // guarded by mu
+  uint64_t next_serial = 1;                        // guarded by mu
+};
+
+LiveEnvs& GetLiveEnvs() {
+  static LiveEnvs* const live = new LiveEnvs;  // never destroyed, like the registry
+  return *live;
+}
+
+// Gives `env` its serial; CloseEnv takes it back.
+void RegisterLive(Env* env) {
+  LiveEnvs& live = GetLiveEnvs();
+  std::lock_guard lock(live.mu);
+  env->serial = live.next_serial++;
+  live.by_serial.emplace(env->serial, env);
+}
+
+// When no store uses `env` any more.
 void CloseEnv(Env* env) {
+  if (env->serial != 0) {
+    LiveEnvs& live = GetLiveEnvs();
+    std::lock_guard lock(live.mu);
+    live.by_serial.erase(env->serial);
+  }
+  {
+    // No thread uses these now; one that parked them forgets them when it
+    // sees the serial gone.
+    std::lock_guard lock(env->parked_mu);
+    for (MDB_txn* txn : env->parked) mdb_txn_abort(txn);
+    env->parked.clear();
+  }
   if (env->env != nullptr) mdb_env_close(env->env);
   delete env;
 }
+
+// ---------------------------------------------------------- parked readers
+//
+// With MDB_NOTLS (any thread may run any transaction) LMDB gives every read
+// transaction a reader slot of its own: beginning one allocates it and takes
+// the reader table's mutex, which every process shares, and ending it gives
+// the slot back. So each thread keeps the transaction of its last read of
+// each environment parked instead: reset (it holds its reader slot but no
+// snapshot, so it pins no pages) and renewed for the thread's next read,
+// which needs neither. It is aborted when the thread ends or the environment
+// closes, whichever comes first; both do it under LiveEnvs' mutex, so never
+// both. A thread thus holds one reader slot per environment it has read from,
+// for as long as both live.
+
+struct ParkedReader {
+  uint64_t serial;  // Env::serial of the environment it belongs to
+  MDB_txn* txn;     // valid only while that environment is open
+};
+
+class ThreadReaders {
+ public:
+  ThreadReaders() = default;
+  ThreadReaders(const ThreadReaders&) = delete;
+  ThreadReaders& operator=(const ThreadReaders&) = delete;
+
+  // At thread exit: aborts the readers of environments still open (in this
+  // process: a forked child's copy of its parent's are not its own).
+  ~ThreadReaders() {
+    if (readers_.empty()) return;
+    LiveEnvs& live = GetLiveEnvs();
+    std::lock_guard lock(live.mu);
+    for (const ParkedReader& reader : readers_) {
+      const auto it = live.by_serial.find(reader.serial);
+      if (it == live.by_serial.end() || it->second->pid != getpid()) continue;
+      Env& env = *it->second;
+      std::lock_guard parked(env.parked_mu);
+      if (std::erase(env.parked, reader.txn) > 0) mdb_txn_abort(reader.txn);
+    }
+  }
+
+  // The reader this thread parked for `env`, taken out (null when none).
+  MDB_txn* Take(const Env& env) {
+    for (size_t i = 0; i < readers_.size(); ++i) {
+      if (readers_[i].serial != env.serial) continue;
+      MDB_txn* txn = readers_[i].txn;
+      readers_[i] = readers_.back();
+      readers_.pop_back();
+      return txn;
+    }
+    return nullptr;
+  }
+
+  // Parks `txn` (reset) for this thread's next read of `env`; false when the
+  // thread already has one parked there (the caller aborts `txn` instead).
+  bool Park(Env& env, MDB_txn* txn) {
+    for (const ParkedReader& reader : readers_) {
+      if (reader.serial == env.serial) return false;
+    }
+    readers_.push_back(ParkedReader{env.serial, txn});
+    return true;
+  }
+
+  // Forgets parked readers of environments that have closed (their
+  // transactions were aborted with them), so that the list stays short.
+  void Prune() {
+    if (readers_.size() < 4) return;
+    LiveEnvs& live = GetLiveEnvs();
+    std::lock_guard lock(live.mu);
+    std::erase_if(readers_, [&](const ParkedReader& reader) {
+      return !live.by_serial.contains(reader.serial);
+    });
+  }
+
+ private:
+  std::vector<ParkedReader> readers_;
+};
+
+ThreadReaders& CurrentThreadReaders() {
+  thread_local ThreadReaders readers;
+  return readers;
+}
+
+// A read transaction: the thread's parked one renewed, or a new one. Ends
+// by parking it again (or aborting it when it cannot be parked).
+class ReadTxn {
+ public:
+  explicit ReadTxn(Env& env) : env_(env) {}
+  ~ReadTxn() {
+    if (txn_ == nullptr) return;
+    mdb_txn_reset(txn_);
+    if (!registered_) {
+      std::lock_guard lock(env_.parked_mu);
+      env_.parked.push_back(txn_);
+    }
+    if (!CurrentThreadReaders().Park(env_, txn_)) Discard(txn_);
+  }
+  ReadTxn(const ReadTxn&) = delete;
+  ReadTxn& operator=(const ReadTxn&) = delete;
+
+  // Begins: 0 or an LMDB error (MDB_MAP_RESIZED among them).
+  int Begin() {
+    ThreadReaders& readers = CurrentThreadReaders();
+    if (MDB_txn* parked = readers.Take(env_)) {
+      if (mdb_txn_renew(parked) == 0) {
+        txn_ = parked;
+        registered_ = true;
+        return 0;
+      }
+      Discard(parked);  // and begin afresh, which reports what went wrong
+    }
+    readers.Prune();
+    MDB_txn* txn = nullptr;
+    const int rc = mdb_txn_begin(env_.env, nullptr, MDB_RDONLY, &txn);
+    if (rc == 0) txn_ = txn;
+    return rc;
+  }
+
+  MDB_txn* get() const { return txn_; }
+
+ private:
+  // Aborts a transaction that was parked or meant to be.
+  void Discard(MDB_txn* txn) {
+    {
+      std::lock_guard lock(env_.parked_mu);
+      std::erase(env_.parked, txn);
+    }
+    mdb_txn_abort(txn);
+  }
+
+  Env& env_;
+  MDB_txn* txn_ = nullptr;
+  bool registered_ = false;  // in env_.parked already
+};
 
 // ----------------------------------------------------------- transactions
 
@@ -753,12 +977,9 @@ absl::Status Read(Env& env, Body&& body) {
   for (int round = 0;; ++round) {
     {
       std::shared_lock gate(env.gate);
-      MDB_txn* txn = nullptr;
-      const int rc = mdb_txn_begin(env.env, nullptr, MDB_RDONLY, &txn);
-      if (rc == 0) {
-        TxnGuard guard(txn);
-        return body(txn);
-      }
+      ReadTxn txn(env);
+      const int rc = txn.Begin();
+      if (rc == 0) return body(txn.get());
       if (rc != MDB_MAP_RESIZED || round >= kMaxWriteRounds) {
         return env.Error(rc, "begin a read transaction");
       }
@@ -985,6 +1206,7 @@ absl::StatusOr<Env*> OpenEnv(const std::string& path, dev_t dev, ino_t ino,
     env->env = nullptr;
     return LmdbError(path, rc, "create the environment");
   }
+  RegisterLive(env.get());
   // From here on `env` owns the handle; CloseEnv releases it on every failure.
   const auto fail = [&](absl::Status status) {
     CloseEnv(env.release());
@@ -1053,6 +1275,406 @@ std::string_view SyncName(LmdbSync sync) {
 
 }  // namespace
 
+// ---------------------------------------------------------- session cache
+
+namespace {
+
+// Converts to anything: counts the members of an aggregate (below).
+struct AnyMember {
+  template <typename T>
+  operator T() const;  // never defined: only asked about
+};
+
+// True when T{v1, ..., vN} compiles with N values of any type.
+template <typename T, size_t... I>
+constexpr bool InitializableFrom(std::index_sequence<I...>) {
+  return requires { T{(static_cast<void>(I), AnyMember{})...}; };
+}
+
+// True when the aggregate T has exactly N members.
+template <typename T, size_t... I>
+constexpr bool MemberCount(std::index_sequence<I...> n) {
+  return InitializableFrom<T>(n) &&
+         !InitializableFrom<T>(std::make_index_sequence<sizeof...(I) + 1>{});
+}
+
+// A cached session in one block of memory: the stored bytes, then the fields
+// of the record decoded from them. A hit reads one run of memory (which it
+// has asked the processor to fetch ahead) and builds the caller's copy with
+// one allocation per string too long to sit inside it; an eviction frees one
+// block. Immutable once made; shared by the cache and the readers using it.
+class CachedSession {
+ public:
+  // Null when a size does not fit the block's counts (never in practice).
+  static std::shared_ptr<const CachedSession> Make(std::string_view bytes,
+                                                   const SessionRecord& record) {
+    // Every field of SessionRecord is stored below: one added there must be
+    // added here too, or a cached record would come back without it.
+    static_assert(MemberCount<SessionRecord>(std::make_index_sequence<15>{}),
+                  "SessionRecord's fields changed: store them in CachedSession too");
+    static_assert(MemberCount<Profile>(std::make_index_sequence<3>{}),
+                  "Profile's fields changed: store them in CachedSession too");
+
+    const std::string* const texts[kTexts] = {&record.session_id,     &record.service_ref,
+                                              &record.profile.name,   &record.reason_detail,
+                                              &record.correlation_id, &record.principal};
+    size_t payload = bytes.size();
+    for (const std::string* text : texts) payload += text->size();
+    for (const auto& [key, value] : record.context_data) {
+      payload += 2 * sizeof(uint32_t) + key.size() + value.size();
+    }
+    if (payload > std::numeric_limits<uint32_t>::max()) return nullptr;
+
+    const size_t words = (sizeof(CachedSession) + payload + 7) / 8;
+    std::shared_ptr<uint64_t[]> block = std::make_shared_for_overwrite<uint64_t[]>(words);
+    auto* entry = new (block.get()) CachedSession();
+    entry->payload_size_ = static_cast<uint32_t>(payload);
+    entry->bytes_size_ = static_cast<uint32_t>(bytes.size());
+    entry->context_entries_ = static_cast<uint32_t>(record.context_data.size());
+    entry->numbers_[0] = record.profile.dvr_window_sec;
+    entry->numbers_[1] = record.created_at_unix;
+    entry->numbers_[2] = record.updated_at_unix;
+    entry->numbers_[3] = record.expires_at_unix;
+    entry->numbers_[4] = record.revision;
+    entry->numbers_[5] = record.deadline_unix_ms;
+    entry->state_ = record.state;
+    entry->pipeline_state_ = record.pipeline_state;
+    entry->reason_ = record.reason;
+    entry->llhls_ = record.profile.llhls;
+    char* out = entry->payload();
+    const auto put = [&out](std::string_view text) {
+      if (!text.empty()) std::memcpy(out, text.data(), text.size());
+      out += text.size();
+    };
+    put(bytes);
+    for (size_t i = 0; i < kTexts; ++i) {
+      entry->text_sizes_[i] = static_cast<uint32_t>(texts[i]->size());
+      put(*texts[i]);
+    }
+    for (const auto& [key, value] : record.context_data) {
+      const uint32_t sizes[2] = {static_cast<uint32_t>(key.size()),
+                                 static_cast<uint32_t>(value.size())};
+      std::memcpy(out, sizes, sizeof(sizes));
+      out += sizeof(sizes);
+      put(key);
+      put(value);
+    }
+    return std::shared_ptr<const CachedSession>(std::move(block), entry);
+  }
+
+  std::string_view bytes() const { return {payload(), bytes_size_}; }
+  std::string_view id() const { return {payload() + bytes_size_, text_sizes_[0]}; }
+
+  // The bytes from `this` that a hit reads.
+  size_t size() const { return sizeof(CachedSession) + payload_size_; }
+
+  // The record as it was stored. Every field is built directly from the
+  // block (no default value made first and then replaced).
+  SessionRecord Record() const {
+    const char* in = payload() + bytes_size_;
+    const auto text = [&in](uint32_t size) {
+      std::string out(in, size);
+      in += size;
+      return out;
+    };
+    // In the order of the members: their initializers run in this order.
+    return SessionRecord{
+        .session_id = text(text_sizes_[0]),
+        .service_ref = text(text_sizes_[1]),
+        .profile = Profile{.name = text(text_sizes_[2]),
+                           .llhls = llhls_,
+                           .dvr_window_sec = numbers_[0]},
+        .state = state_,
+        .pipeline_state = pipeline_state_,
+        .reason = reason_,
+        .reason_detail = text(text_sizes_[3]),
+        .correlation_id = text(text_sizes_[4]),
+        .created_at_unix = numbers_[1],
+        .updated_at_unix = numbers_[2],
+        .expires_at_unix = numbers_[3],
+        .context_data = Context(in + text_sizes_[5]),
+        .principal = text(text_sizes_[5]),
+        .revision = numbers_[4],
+        .deadline_unix_ms = numbers_[5],
+    };
+  }
+
+ private:
+  // session id, service ref, profile name, reason detail, correlation id,
+  // principal
+  static constexpr size_t kTexts = 6;
+
+  CachedSession() = default;
+
+  char* payload() { return reinterpret_cast<char*>(this + 1); }
+  const char* payload() const { return reinterpret_cast<const char*>(this + 1); }
+
+  // The context entries stored from `in` on.
+  std::map<std::string, std::string> Context(const char* in) const {
+    std::map<std::string, std::string> context;
+    for (uint32_t i = 0; i < context_entries_; ++i) {
+      uint32_t sizes[2];
+      std::memcpy(sizes, in, sizeof(sizes));
+      in += sizeof(sizes);
+      // Stored in the map's order: each goes in at the end.
+      context.emplace_hint(context.end(), std::piecewise_construct,
+                           std::forward_as_tuple(in, sizes[0]),
+                           std::forward_as_tuple(in + sizes[0], sizes[1]));
+      in += sizes[0] + sizes[1];
+    }
+    return context;
+  }
+
+  uint32_t payload_size_ = 0;
+  uint32_t bytes_size_ = 0;
+  uint32_t context_entries_ = 0;
+  uint32_t text_sizes_[kTexts] = {};
+  int64_t numbers_[6] = {};
+  SessionState state_ = SessionState::kNew;
+  PipelineState pipeline_state_ = PipelineState::kIdle;
+  Reason reason_ = Reason::kNone;
+  bool llhls_ = false;
+  // Followed by the payload: the bytes, the texts, then for each context
+  // entry its two sizes, key and value.
+};
+static_assert(std::is_trivially_destructible_v<CachedSession>);
+static_assert(alignof(CachedSession) <= alignof(uint64_t));
+
+}  // namespace
+
+// Decoded session records by id, each beside the exact bytes it was decoded
+// from: a memo of DecodeStoredSession. Lookup finds what is held for an id
+// and Hit accepts it only for the very bytes just read under that id, so an
+// entry can never stand in for a record that has changed since, whoever
+// changed it. Only successfully decoded records read in read transactions
+// (committed data) go in.
+//
+// Thread-safe. Shards chosen by a hash of the id, each behind its own mutex,
+// which is held for a lookup, an insert or an erase only: records are decoded,
+// compared and copied outside it (entries are immutable and shared).
+// Bounded: a shard holds at most its share of the capacity and evicts with the
+// clock algorithm (an entry read again since the hand last passed it gets
+// another round); Admit keeps records read only once from pushing out others.
+// Scans look records up but never add any.
+class LmdbStore::SessionCache {
+ private:
+  struct Shard;
+
+ public:
+  using Entry = CachedSession;
+
+  explicit SessionCache(size_t capacity)
+      : capacity_(capacity),
+        shard_count_(std::min(capacity, kMaxShards)),
+        shards_(new Shard[shard_count_]) {
+    for (size_t i = 0; i < shard_count_; ++i) {
+      Shard& shard = shards_[i];
+      shard.capacity = capacity / shard_count_ + (i < capacity % shard_count_ ? 1 : 0);
+      // At most half full, so that probe runs stay short.
+      shard.table.resize(std::bit_ceil(2 * shard.capacity));
+      shard.doorkeeper.resize(std::bit_ceil(shard.capacity));
+    }
+  }
+
+  // What Lookup found: the entry held for an id (null when none) and where
+  // to count the outcome.
+  struct Probe {
+    std::shared_ptr<const Entry> entry;
+    Shard* shard = nullptr;
+    std::string_view id;  // the id looked up; the caller keeps it alive
+  };
+
+  // The entry held for `id`, whatever bytes it was decoded from: Hit says
+  // whether they are the bytes just read. Starts fetching the entry into the
+  // processor's cache, so that it arrives while the caller reads the record
+  // from LMDB.
+  Probe Lookup(std::string_view id) {
+    const uint64_t hash = Hash(id);
+    Shard& shard = ShardOf(hash);
+    Probe probe{nullptr, &shard, id};
+    std::lock_guard lock(shard.mu);
+    ++shard.lookups;
+    const size_t at = shard.Find(hash);
+    if (at == kNone) return probe;
+    Slot& slot = shard.table[at];
+    // Before anything touches the entry (the copy of the pointer below
+    // writes to its count, which sits just in front of it): its memory is
+    // likely not in the processor's cache yet. A hint only.
+    const auto begin = reinterpret_cast<uintptr_t>(slot.entry.get());
+    for (uintptr_t line = begin - 16; line < begin + slot.size; line += 64) {
+      __builtin_prefetch(reinterpret_cast<const void*>(line));
+    }
+    slot.referenced = true;
+    probe.entry = slot.entry;
+    return probe;
+  }
+
+  // True when the probe's entry is the one for its id, decoded from exactly
+  // `bytes` (committed data just read under that id): then its record is the
+  // one stored. A false one counts as a miss.
+  bool Hit(const Probe& probe, std::string_view bytes) {
+    if (probe.entry != nullptr && probe.entry->bytes() == bytes && probe.entry->id() == probe.id) {
+      return true;
+    }
+    probe.shard->misses.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+
+  // Whether a record just decoded for `id` should be cached. Yes while there
+  // is room, and for an id already cached (its record changed). When a new
+  // entry would push another out, only for an id that missed before, not long
+  // ago: a doorkeeper of one recent hash per place, so that records read once
+  // (more distinct records read at random than the cache holds) do not each
+  // push out another only to be pushed out themselves, at a cost every read
+  // pays and no read gains from.
+  bool Admit(std::string_view id) {
+    const uint64_t hash = Hash(id);
+    Shard& shard = ShardOf(hash);
+    std::lock_guard lock(shard.mu);
+    if (shard.entries < shard.capacity || shard.Find(hash) != kNone) return true;
+    uint64_t& seen = shard.doorkeeper[hash & (shard.doorkeeper.size() - 1)];
+    if (seen == hash) return true;
+    seen = hash;
+    return false;
+  }
+
+  // Adds the entry for entry->id(), in place of what was held for that id
+  // (or for another id of the same hash), pushing out another entry when the
+  // shard is full.
+  void Insert(std::shared_ptr<const Entry> entry) {
+    const uint64_t hash = Hash(entry->id());
+    Shard& shard = ShardOf(hash);
+    std::shared_ptr<const Entry> dropped;  // released after the lock
+    std::lock_guard lock(shard.mu);
+    const uint32_t size = static_cast<uint32_t>(entry->size());
+    if (const size_t at = shard.Find(hash); at != kNone) {
+      Slot& slot = shard.table[at];
+      slot.size = size;
+      dropped = std::exchange(slot.entry, std::move(entry));
+      return;
+    }
+    if (shard.entries == shard.capacity) dropped = shard.Evict();
+    shard.Place(Slot{std::move(entry), hash, size, false});
+  }
+
+  void Erase(std::string_view id) {
+    const uint64_t hash = Hash(id);
+    Shard& shard = ShardOf(hash);
+    std::shared_ptr<const Entry> dropped;  // released after the lock
+    std::lock_guard lock(shard.mu);
+    const size_t at = shard.Find(hash);
+    if (at == kNone || shard.table[at].entry->id() != id) return;
+    dropped = shard.Remove(at);
+  }
+
+  LmdbCacheStats Stats() const {
+    LmdbCacheStats stats;
+    stats.capacity = capacity_;
+    for (size_t i = 0; i < shard_count_; ++i) {
+      const Shard& shard = shards_[i];
+      std::lock_guard lock(shard.mu);
+      const uint64_t misses = shard.misses.load(std::memory_order_relaxed);
+      stats.entries += shard.entries;
+      stats.misses += misses;
+      stats.hits += shard.lookups - std::min(shard.lookups, misses);
+    }
+    return stats;
+  }
+
+ private:
+  static constexpr size_t kMaxShards = 16;
+  static constexpr size_t kNone = ~size_t{0};
+
+  struct Slot {
+    std::shared_ptr<const Entry> entry;  // null: the slot is empty
+    uint64_t hash = 0;                   // Hash(entry->id())
+    uint32_t size = 0;                   // entry->size()
+    bool referenced = false;             // read since the clock's hand last passed
+  };
+
+  // An open-addressed table keyed by the id's hash (linear probing, at most
+  // half full, deletion by shifting back, so no tombstones), on a cache line
+  // of its own: two threads on two shards never share one. A lookup reads
+  // the slot holding the entry's pointer, hash and size, usually one cache
+  // line. Two ids of one hash share a slot (the later one replaces the
+  // other); the entry's own id is compared before it is used.
+  struct alignas(64) Shard {
+    mutable std::mutex mu;
+    size_t capacity = 0;               // set once, before any use
+    std::vector<Slot> table;           // size fixed at construction; guarded by mu
+    size_t entries = 0;                // guarded by mu
+    size_t hand = 0;                   // the clock's, an index in table; guarded by mu
+    std::vector<uint64_t> doorkeeper;  // see Admit; guarded by mu
+    uint64_t lookups = 0;              // guarded by mu
+    std::atomic<uint64_t> misses{0};   // lookups whose entry did not match, or none
+
+    size_t Home(uint64_t hash) const {
+      // Fibonacci hashing: the high bits of the product, well mixed whatever
+      // the low bits that chose the shard.
+      return static_cast<size_t>((hash * 0x9E3779B97F4A7C15ull) >>
+                                 (64 - std::countr_zero(table.size()))) &
+             (table.size() - 1);
+    }
+
+    size_t Find(uint64_t hash) const {
+      for (size_t at = Home(hash);; at = (at + 1) & (table.size() - 1)) {
+        if (table[at].entry == nullptr) return kNone;
+        if (table[at].hash == hash) return at;
+      }
+    }
+
+    void Place(Slot slot) {
+      size_t at = Home(slot.hash);
+      while (table[at].entry != nullptr) at = (at + 1) & (table.size() - 1);
+      table[at] = std::move(slot);
+      ++entries;
+    }
+
+    // Empties slot `at` and moves later slots of its probe run back into
+    // the gap, so that every entry stays reachable from its home slot.
+    std::shared_ptr<const Entry> Remove(size_t at) {
+      const size_t mask = table.size() - 1;
+      std::shared_ptr<const Entry> removed = std::move(table[at].entry);
+      table[at] = Slot{};
+      --entries;
+      for (size_t next = (at + 1) & mask; table[next].entry != nullptr;
+           next = (next + 1) & mask) {
+        const size_t home = Home(table[next].hash);
+        // Moves back when its home is not in the cyclic range (at, next].
+        if (((next - home) & mask) >= ((next - at) & mask)) {
+          table[at] = std::move(table[next]);
+          table[next] = Slot{};
+          at = next;
+        }
+      }
+      return removed;
+    }
+
+    // Pushes out one entry by the clock algorithm: the hand passes over
+    // entries read since it last came by (taking their mark) and stops at
+    // the first that was not. At most two rounds.
+    std::shared_ptr<const Entry> Evict() {
+      for (;; hand = (hand + 1) & (table.size() - 1)) {
+        Slot& slot = table[hand];
+        if (slot.entry == nullptr) continue;
+        if (slot.referenced) {
+          slot.referenced = false;
+          continue;
+        }
+        return Remove(hand);
+      }
+    }
+  };
+
+  static uint64_t Hash(std::string_view id) { return std::hash<std::string_view>{}(id); }
+
+  Shard& ShardOf(uint64_t hash) { return shards_[hash % shard_count_]; }
+
+  const size_t capacity_;
+  const size_t shard_count_;
+  const std::unique_ptr<Shard[]> shards_;
+};
+
 // ------------------------------------------------------------ LmdbStore
 
 absl::StatusOr<std::unique_ptr<LmdbStore>> LmdbStore::Open(std::string_view dir,
@@ -1068,6 +1690,10 @@ absl::StatusOr<std::unique_ptr<LmdbStore>> LmdbStore::Open(std::string_view dir,
   }
   if (options.initial_map_bytes == 0) {
     return InvalidError("lmdb store: the initial map size is 0");
+  }
+  if (options.cache_entries > kLmdbMaxCacheEntries) {
+    return InvalidError(fmt::format("lmdb store: cache of {} entries is above the maximum of {}",
+                                    options.cache_entries, kLmdbMaxCacheEntries));
   }
   const std::string requested(dir);
   XG2G_RETURN_IF_ERROR(MakeDirectories(requested));
@@ -1105,11 +1731,13 @@ absl::StatusOr<std::unique_ptr<LmdbStore>> LmdbStore::Open(std::string_view dir,
     registry.envs.emplace(id, env);
   }
   ++env->refs;
-  return std::unique_ptr<LmdbStore>(new LmdbStore(env, clock));
+  return std::unique_ptr<LmdbStore>(new LmdbStore(env, clock, options.cache_entries));
 }
 
-LmdbStore::LmdbStore(Env* env, Clock* clock)
-    : env_(env), clock_(clock != nullptr ? clock : Clock::Real()) {}
+LmdbStore::LmdbStore(Env* env, Clock* clock, size_t cache_entries)
+    : env_(env),
+      clock_(clock != nullptr ? clock : Clock::Real()),
+      cache_(cache_entries > 0 ? std::make_unique<SessionCache>(cache_entries) : nullptr) {}
 
 LmdbStore::~LmdbStore() {
   Registry& registry = GetRegistry();
@@ -1142,6 +1770,35 @@ int64_t LmdbStore::DeadlineAfter(int64_t ttl_ms) const {
 
 // ---------------------------------------------------------------- sessions
 
+absl::StatusOr<SessionRecord> LmdbStore::DecodeAndRemember(std::string_view id,
+                                                           std::string_view bytes,
+                                                           bool remember) {
+  absl::StatusOr<SessionRecord> record = DecodeStoredSession(id, bytes);
+  if (cache_ == nullptr) return record;
+  if (!record.ok()) {
+    cache_->Erase(id);  // whatever it held is no longer what is stored
+  } else if (remember && cache_->Admit(id)) {
+    if (std::shared_ptr<const CachedSession> entry = CachedSession::Make(bytes, *record)) {
+      cache_->Insert(std::move(entry));
+    }
+  }
+  return record;
+}
+
+absl::StatusOr<SessionRecord> LmdbStore::DecodeCached(std::string_view id, std::string_view bytes,
+                                                      bool remember) {
+  if (cache_ != nullptr) {
+    const SessionCache::Probe probe = cache_->Lookup(id);
+    if (cache_->Hit(probe, bytes)) return probe.entry->Record();
+  }
+  return DecodeAndRemember(id, bytes, remember);
+}
+
+LmdbCacheStats LmdbStore::CacheStats() const {
+  if (cache_ == nullptr) return LmdbCacheStats{};
+  return cache_->Stats();
+}
+
 absl::Status LmdbStore::PutSession(const SessionRecord& record) {
   XG2G_RETURN_IF_ERROR(ValidateSessionId(record.session_id));
   Env& env = *env_;
@@ -1157,15 +1814,25 @@ absl::Status LmdbStore::PutSession(const SessionRecord& record) {
 absl::StatusOr<SessionRecord> LmdbStore::GetSession(std::string_view id) {
   XG2G_RETURN_IF_ERROR(ValidateSessionId(id));
   Env& env = *env_;
+  // Looked up first: the entry's bytes travel to the processor's cache while
+  // LMDB reads the record.
+  const SessionCache::Probe probe =
+      cache_ != nullptr ? cache_->Lookup(id) : SessionCache::Probe{};
+  bool hit = false;
   SessionRecord record;
   XG2G_RETURN_IF_ERROR(Read(env, [&](MDB_txn* txn) -> absl::Status {
     MDB_val val;
     XG2G_ASSIGN_OR_RETURN(const bool found,
                           Get(env, txn, env.sessions, ValOf(id), val, "a session"));
     if (!found) return SessionNotFound(id);
-    XG2G_ASSIGN_OR_RETURN(record, DecodeStoredSession(id, ViewOf(val)));
+    if (cache_ != nullptr && cache_->Hit(probe, ViewOf(val))) {
+      hit = true;
+      return absl::OkStatus();
+    }
+    XG2G_ASSIGN_OR_RETURN(record, DecodeAndRemember(id, ViewOf(val), /*remember=*/true));
     return absl::OkStatus();
   }));
+  if (hit) return probe.entry->Record();  // built with no transaction open
   return record;
 }
 
@@ -1180,13 +1847,19 @@ absl::StatusOr<SessionRecord> LmdbStore::UpdateSession(std::string_view id,
     // when its bytes are.
     std::string read_bytes;
     SessionRecord copy;
+    const SessionCache::Probe probe =
+        cache_ != nullptr ? cache_->Lookup(id) : SessionCache::Probe{};
     XG2G_RETURN_IF_ERROR(Read(env, [&](MDB_txn* txn) -> absl::Status {
       MDB_val val;
       XG2G_ASSIGN_OR_RETURN(const bool found,
                             Get(env, txn, env.sessions, ValOf(id), val, "a session"));
       if (!found) return SessionNotFound(id);
       read_bytes.assign(ViewOf(val));
-      XG2G_ASSIGN_OR_RETURN(copy, DecodeStoredSession(id, read_bytes));
+      if (cache_ != nullptr && cache_->Hit(probe, read_bytes)) {
+        copy = probe.entry->Record();
+        return absl::OkStatus();
+      }
+      XG2G_ASSIGN_OR_RETURN(copy, DecodeAndRemember(id, read_bytes, /*remember=*/true));
       return absl::OkStatus();
     }));
     // Caller code: no transaction open, no lock held.
@@ -1223,12 +1896,16 @@ absl::StatusOr<SessionRecord> LmdbStore::UpdateSession(std::string_view id,
 absl::Status LmdbStore::DeleteSession(std::string_view id) {
   XG2G_RETURN_IF_ERROR(ValidateSessionId(id));
   Env& env = *env_;
-  return Write(env, WriteKind::kFrees, [&](WriteTxn& w) -> absl::Status {
+  const absl::Status deleted = Write(env, WriteKind::kFrees, [&](WriteTxn& w) -> absl::Status {
     bool found = false;
     XG2G_RETURN_IF_ERROR(
         Del(w, env.sessions, ValOf(id), fmt::format("session '{}'", id), &found));
     return found ? absl::OkStatus() : SessionNotFound(id);
   });
+  // Not needed for correctness (an entry answers only for its own bytes):
+  // frees the room now rather than when the clock comes round.
+  if (deleted.ok() && cache_ != nullptr) cache_->Erase(id);
+  return deleted;
 }
 
 absl::Status LmdbStore::ScanSessions(const Visitor& visit) {
@@ -1255,7 +1932,9 @@ absl::Status LmdbStore::ScanSessions(const Visitor& visit) {
       }
       while (rc == 0 && page.size() < kScanPage) {
         const std::string_view id = ViewOf(key);
-        absl::StatusOr<SessionRecord> record = DecodeStoredSession(id, ViewOf(val));
+        // Looked up, not remembered: one pass over every record would push
+        // out the ones read often.
+        absl::StatusOr<SessionRecord> record = DecodeCached(id, ViewOf(val), /*remember=*/false);
         if (record.ok()) {
           page.push_back(*std::move(record));
         } else if (CodeOf(record.status()) == ErrorCode::kCorrupt) {
@@ -1318,7 +1997,8 @@ absl::StatusOr<SessionPage> LmdbStore::ListSessions(size_t offset, size_t limit)
       rc = mdb_cursor_get(cursor.get(), &key, &val, MDB_NEXT);
     }
     while (rc == 0 && page.sessions.size() < limit) {
-      XG2G_ASSIGN_OR_RETURN(SessionRecord record, DecodeStoredSession(ViewOf(key), ViewOf(val)));
+      XG2G_ASSIGN_OR_RETURN(SessionRecord record,
+                            DecodeCached(ViewOf(key), ViewOf(val), /*remember=*/false));
       page.sessions.push_back(std::move(record));
       rc = mdb_cursor_get(cursor.get(), &key, &val, MDB_NEXT);
     }
@@ -1856,6 +2536,7 @@ absl::StatusOr<LmdbLocation> ParseLmdbLocation(std::string_view location) {
   bool seen_sync = false;
   bool seen_map = false;
   bool seen_max = false;
+  bool seen_cache = false;
   const auto size_mb = [](std::string_view name, std::string_view value,
                           uint64_t& out) -> absl::Status {
     constexpr uint64_t kMaxMb = uint64_t{1} << 20;  // 1 TiB
@@ -1905,9 +2586,22 @@ absl::StatusOr<LmdbLocation> ParseLmdbLocation(std::string_view location) {
     } else if (name == "max_map_size_mb") {
       seen = &seen_max;
       XG2G_RETURN_IF_ERROR(size_mb(name, value, parsed.options.max_map_bytes));
+    } else if (name == "cache") {
+      seen = &seen_cache;
+      size_t entries = 0;
+      auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), entries);
+      if (value.empty() || ec != std::errc() || ptr != value.data() + value.size() ||
+          entries > kLmdbMaxCacheEntries) {
+        return InvalidError(fmt::format(
+            "store URI: lmdb parameter 'cache' must be a whole number of entries from 0 to {}, "
+            "got {}",
+            kLmdbMaxCacheEntries, Quoted(value)));
+      }
+      parsed.options.cache_entries = entries;
     } else {
       return InvalidError(fmt::format(
-          "store URI: unknown lmdb parameter {} (known: sync, map_size_mb, max_map_size_mb)",
+          "store URI: unknown lmdb parameter {} (known: sync, map_size_mb, max_map_size_mb, "
+          "cache)",
           Quoted(name)));
     }
     if (*seen) {

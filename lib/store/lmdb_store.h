@@ -8,6 +8,13 @@
 // runs. Writes are serialised by LMDB's writer lock (across processes too);
 // reads run in parallel with everything.
 //
+// Each store object keeps a bounded cache of decoded session records
+// (LmdbOptions::cache_entries): a memo of the decoder, keyed by session id,
+// holding the exact stored bytes beside the record decoded from them. A read
+// uses an entry only when the bytes it has just read from LMDB equal the
+// entry's byte for byte, so a write by any thread, store object or process,
+// and a damaged record, are seen exactly as without the cache.
+//
 // LMDB forbids opening one environment twice in one process, so stores opened
 // on the same directory in one process share one environment (a process-wide
 // registry keyed by the directory's device and inode, with a reference count).
@@ -51,7 +58,14 @@ struct LmdbOptions {
   // address space: the file grows with the data.
   uint64_t initial_map_bytes = uint64_t{64} << 20;
   uint64_t max_map_bytes = uint64_t{4096} << 20;
+  // Decoded session records this store object keeps (see above); 0 turns the
+  // cache off. Per store object, not per environment: two stores open on one
+  // directory may size it differently.
+  size_t cache_entries = 4096;
 };
+
+// The most cache_entries accepted.
+inline constexpr size_t kLmdbMaxCacheEntries = size_t{1} << 24;
 
 // The lowest accepted max_map_bytes: room for the database's own pages and a
 // useful number of records.
@@ -59,7 +73,8 @@ inline constexpr uint64_t kLmdbMinMapBytes = uint64_t{256} << 10;
 
 // Parses what follows "lmdb:" in a store URI: `DIR[?key=value&...]` with keys
 // sync (durable|nometasync|nosync), map_size_mb and max_map_size_mb (whole
-// MiB, at least 1). InvalidError naming the offending part.
+// MiB, at least 1) and cache (entries, 0 to kLmdbMaxCacheEntries).
+// InvalidError naming the offending part.
 struct LmdbLocation {
   std::string dir;
   LmdbOptions options;
@@ -81,6 +96,14 @@ struct LmdbCheckReport {
   uint64_t last_revision = 0;
   uint64_t last_fencing_token = 0;
   std::vector<std::string> problems;  // empty: the store is consistent
+};
+
+// The session cache of one store object, for operators and tests.
+struct LmdbCacheStats {
+  size_t capacity = 0;  // cache_entries as opened
+  size_t entries = 0;   // records held now (never above capacity)
+  uint64_t hits = 0;    // reads answered from the cache
+  uint64_t misses = 0;  // reads that decoded (not cached, or the bytes differed)
 };
 
 // Map usage, for operators and tests.
@@ -150,13 +173,26 @@ class LmdbStore final : public Store {
 
   [[nodiscard]] absl::StatusOr<LmdbMapInfo> MapInfo();
 
+  LmdbCacheStats CacheStats() const;
+
   // The directory, as resolved at open.
   const std::string& path() const;
 
-  struct Env;  // the shared environment (lmdb_store.cc)
+  struct Env;           // the shared environment (lmdb_store.cc)
+  class SessionCache;  // decoded records (lmdb_store.cc)
 
  private:
-  LmdbStore(Env* env, Clock* clock);
+  LmdbStore(Env* env, Clock* clock, size_t cache_entries);
+
+  // The record stored as `bytes` under `id`: from the cache when it holds
+  // exactly these bytes, else decoded (and, when `remember`, cached). `bytes`
+  // must be committed data (read in a read transaction).
+  absl::StatusOr<SessionRecord> DecodeCached(std::string_view id, std::string_view bytes,
+                                             bool remember);
+  // Decodes without looking in the cache; caches the record when `remember`,
+  // drops what the cache held for `id` when it does not decode.
+  absl::StatusOr<SessionRecord> DecodeAndRemember(std::string_view id, std::string_view bytes,
+                                                  bool remember);
 
   // Deadline `ttl_ms` after now, saturating instead of overflowing.
   int64_t DeadlineAfter(int64_t ttl_ms) const;
@@ -165,6 +201,7 @@ class LmdbStore final : public Store {
 
   Env* const env_;  // counted in the process-wide registry; released by the destructor
   Clock* const clock_;
+  const std::unique_ptr<SessionCache> cache_;  // null when cache_entries is 0
   mutable std::atomic<int64_t> last_now_ms_{0};
 };
 

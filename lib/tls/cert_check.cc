@@ -4,10 +4,13 @@
 #include <fcntl.h>
 #include <openssl/asn1.h>
 #include <openssl/bio.h>
+#include <openssl/bytestring.h>
+#include <openssl/cipher.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/mem.h>
 #include <openssl/pem.h>
+#include <openssl/pkcs8.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <sys/stat.h>
@@ -15,6 +18,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <memory>
 #include <new>
@@ -139,7 +143,7 @@ std::string LastBoringSslError() {
   return reason != nullptr ? std::string(reason) : std::string("unknown error");
 }
 
-PemFile ParsePem(const std::string& content) {
+PemFile ParsePem(std::string_view content) {
   PemFile out;
   if (content.size() > static_cast<size_t>(kMaxFileBytes)) return out;
   bssl::UniquePtr<BIO> bio(BIO_new_mem_buf(content.data(), static_cast<int>(content.size())));
@@ -179,6 +183,27 @@ std::string BlockNames(const PemFile& pem) {
     names += b.name;
   }
   return "only " + names;
+}
+
+// Why `content`, which holds no PEM block, is not PEM: names DER when it is
+// a DER certificate or private key, so the fix is obvious.
+std::string NotPemReason(std::string_view content, std::string_view path) {
+  if (content.empty()) return fmt::format("{} is empty", path);
+  const auto* der = reinterpret_cast<const uint8_t*>(content.data());
+  const long len = static_cast<long>(content.size());
+  const uint8_t* p = der;
+  bssl::UniquePtr<X509> cert(d2i_X509(nullptr, &p, len));
+  if (cert && p == der + len) {
+    ERR_clear_error();
+    return fmt::format("{} holds a DER (binary) certificate, not PEM text", path);
+  }
+  p = der;
+  bssl::UniquePtr<EVP_PKEY> key(d2i_AutoPrivateKey(nullptr, &p, len));
+  ERR_clear_error();
+  if (key && p == der + len) {
+    return fmt::format("{} holds a DER (binary) private key, not PEM text", path);
+  }
+  return fmt::format("{} is not PEM: it holds no \"-----BEGIN\" line", path);
 }
 
 bool IsCertificateLabel(std::string_view name) {
@@ -306,10 +331,14 @@ std::string Describe(const std::vector<Cert>& certs, size_t i) {
   return fmt::format("certificate #{} ({})", i + 1, certs[i].subject);
 }
 
-std::vector<Cert> LoadCertificates(const std::string& content, std::string_view path,
+std::vector<Cert> LoadCertificates(std::string_view content, std::string_view path,
                                    Findings& findings) {
   std::vector<Cert> certs;
   const PemFile pem = ParsePem(content);
+  if (pem.blocks.empty() && !pem.error) {
+    findings.Error(tls_code::kFileNotPem, path, NotPemReason(content, path));
+    return certs;
+  }
   size_t index = 0;
   for (const PemBlock& block : pem.blocks) {
     if (!IsCertificateLabel(block.name)) continue;
@@ -340,16 +369,139 @@ std::vector<Cert> LoadCertificates(const std::string& content, std::string_view 
   return certs;
 }
 
-bssl::UniquePtr<EVP_PKEY> LoadPrivateKey(const std::string& content, std::string_view path,
+// Copies the passphrase for PEM_do_header().
+int PassphraseCallback(char* buf, int size, int /*rwflag*/, void* user) {
+  const auto* pass = static_cast<const std::string*>(user);
+  if (pass->size() > static_cast<size_t>(size)) return -1;
+  std::memcpy(buf, pass->data(), pass->size());
+  return static_cast<int>(pass->size());
+}
+
+// When the error queue says the encryption scheme itself is one that
+// BoringSSL does not implement (as opposed to a wrong passphrase): its reason
+// ("UNSUPPORTED_KEY_DERIVATION_FUNCTION"). Empties the queue.
+std::optional<std::string> UnsupportedReason() {
+  std::optional<std::string> found;
+  for (uint32_t err = ERR_get_error(); err != 0; err = ERR_get_error()) {
+    const int lib = ERR_GET_LIB(err);
+    const int reason = ERR_GET_REASON(err);
+    const bool unsupported =
+        (lib == ERR_LIB_PKCS8 &&
+         (reason == PKCS8_R_UNKNOWN_ALGORITHM || reason == PKCS8_R_UNSUPPORTED_CIPHER ||
+          reason == PKCS8_R_UNSUPPORTED_PRF || reason == PKCS8_R_UNSUPPORTED_KEYLENGTH ||
+          reason == PKCS8_R_UNSUPPORTED_KEY_DERIVATION_FUNCTION ||
+          reason == PKCS8_R_BAD_ITERATION_COUNT)) ||
+        (lib == ERR_LIB_PEM && reason == PEM_R_UNSUPPORTED_ENCRYPTION);
+    if (unsupported && !found) {
+      const char* text = ERR_reason_error_string(err);
+      found = text != nullptr ? text : "unsupported";
+    }
+  }
+  return found;
+}
+
+// Decrypts an encrypted key block with `passphrase`; records the finding and
+// returns null when that fails.
+bssl::UniquePtr<EVP_PKEY> DecryptKey(const PemBlock& block, std::string_view path,
+                                     const std::string& passphrase, Findings& findings) {
+  const auto wrong = [&] {
+    findings.Error(tls_code::kKeyPassphraseWrong, path,
+                   fmt::format("the private key in {} cannot be decrypted with the given "
+                               "passphrase",
+                               path));
+  };
+  const auto unsupported = [&](std::string_view scheme, std::string_view reason) {
+    findings.Error(tls_code::kKeyEncryptionUnsupported, path,
+                   fmt::format("the private key in {} is encrypted with {} that this check does "
+                               "not support ({}); re-encrypt it with PBES2 and AES-256-CBC",
+                               path, scheme, reason));
+  };
+  ERR_clear_error();
+  if (block.name == "ENCRYPTED PRIVATE KEY") {
+    // PKCS#8 EncryptedPrivateKeyInfo (PBES1 or PBES2).
+    CBS cbs;
+    CBS_init(&cbs, block.der.data(), block.der.size());
+    bssl::UniquePtr<EVP_PKEY> key(
+        PKCS8_parse_encrypted_private_key(&cbs, passphrase.data(), passphrase.size()));
+    if (key && CBS_len(&cbs) == 0) {
+      ERR_clear_error();
+      return key;
+    }
+    const uint32_t first = ERR_peek_error();
+    if (const std::optional<std::string> reason = UnsupportedReason()) {
+      unsupported("a PKCS#8 scheme (key derivation or cipher)", *reason);
+    } else if (!key && ERR_GET_LIB(first) == ERR_LIB_PKCS8 &&
+               ERR_GET_REASON(first) == PKCS8_R_DECODE_ERROR) {
+      findings.Error(tls_code::kKeyParse, path,
+                     fmt::format("the ENCRYPTED PRIVATE KEY block in {} is not a valid encrypted "
+                                 "PKCS#8 key",
+                                 path));
+    } else if (!key) {
+      wrong();
+    } else {
+      findings.Error(tls_code::kKeyParse, path,
+                     fmt::format("the ENCRYPTED PRIVATE KEY block in {} has trailing data", path));
+    }
+    ERR_clear_error();
+    return nullptr;
+  }
+
+  // PEM encryption: "Proc-Type: 4,ENCRYPTED" and "DEK-Info: CIPHER,IV".
+  std::vector<char> header(block.header.begin(), block.header.end());
+  header.push_back('\0');
+  EVP_CIPHER_INFO cipher;
+  if (PEM_get_EVP_CIPHER_INFO(header.data(), &cipher) != 1) {
+    if (const std::optional<std::string> reason = UnsupportedReason()) {
+      unsupported("a PEM cipher (DEK-Info)", *reason);
+    } else {
+      findings.Error(tls_code::kKeyParse, path,
+                     fmt::format("the {} block in {} has a malformed encryption header", block.name,
+                                 path));
+    }
+    ERR_clear_error();
+    return nullptr;
+  }
+  // Decrypted in place, in a copy that is wiped afterwards.
+  std::vector<uint8_t> der = block.der;
+  struct Wipe {
+    std::vector<uint8_t>& bytes;
+    ~Wipe() { OPENSSL_cleanse(bytes.data(), bytes.size()); }
+  } wipe{der};
+  long len = static_cast<long>(der.size());
+  void* user = const_cast<void*>(static_cast<const void*>(&passphrase));
+  if (PEM_do_header(&cipher, der.data(), &len, PassphraseCallback, user) != 1) {
+    ERR_clear_error();
+    wrong();
+    return nullptr;
+  }
+  const uint8_t* p = der.data();
+  bssl::UniquePtr<EVP_PKEY> key(d2i_AutoPrivateKey(nullptr, &p, len));
+  ERR_clear_error();
+  // A wrong passphrase almost always fails the padding check above; when
+  // the padding happens to fit, what comes out is no key.
+  if (!key) wrong();
+  return key;
+}
+
+bssl::UniquePtr<EVP_PKEY> LoadPrivateKey(std::string_view content, std::string_view path,
+                                         const std::optional<std::string>& passphrase,
                                          Findings& findings) {
   const PemFile pem = ParsePem(content);
+  if (pem.blocks.empty() && !pem.error) {
+    findings.Error(tls_code::kFileNotPem, path, NotPemReason(content, path));
+    return nullptr;
+  }
   for (const PemBlock& block : pem.blocks) {
     if (!IsKeyLabel(block.name)) continue;
+    // The first key is the one a server would use.
     if (block.name == "ENCRYPTED PRIVATE KEY" || block.header.find("ENCRYPTED") != std::string::npos) {
-      findings.Error(tls_code::kKeyEncrypted, path,
-                     fmt::format("the private key in {} is encrypted; an unencrypted key is needed",
-                                 path));
-      return nullptr;
+      if (!passphrase) {
+        findings.Error(tls_code::kKeyEncrypted, path,
+                       fmt::format("the private key in {} is encrypted and no passphrase was given",
+                                   path));
+        return nullptr;
+      }
+      return DecryptKey(block, path, *passphrase, findings);
     }
     const uint8_t* p = block.der.data();
     bssl::UniquePtr<EVP_PKEY> key(d2i_AutoPrivateKey(nullptr, &p, static_cast<long>(block.der.size())));
@@ -359,7 +511,7 @@ bssl::UniquePtr<EVP_PKEY> LoadPrivateKey(const std::string& content, std::string
                                  path, LastBoringSslError()));
       return nullptr;
     }
-    return key;  // the first key is the one a server would use
+    return key;
   }
   if (pem.error) {
     findings.Error(tls_code::kKeyParse, path, fmt::format("{}: {}", path, *pem.error));
@@ -477,8 +629,9 @@ std::string FormatRfc3339Utc(int64_t unix_seconds) {
                      tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
-absl::StatusOr<TlsCheckReport> CheckTlsFiles(std::string_view cert_path, std::string_view key_path,
-                                             const TlsCheckOptions& options) {
+namespace {
+
+absl::Status ValidateOptions(const TlsCheckOptions& options) {
   if (options.warn_days < 0) {
     return InvalidError(fmt::format("warn_days must be >= 0, got {}", options.warn_days));
   }
@@ -486,19 +639,21 @@ absl::StatusOr<TlsCheckReport> CheckTlsFiles(std::string_view cert_path, std::st
     return InvalidError(
         fmt::format("warn_fraction must be in (0, 1], got {}", options.warn_fraction));
   }
-  const int64_t now = options.now_unix ? *options.now_unix : Clock::Real()->NowUnixMs() / 1000;
+  return absl::OkStatus();
+}
 
-  TlsCheckReport report;
+// The check proper. A content is unset when its file could not be read (the
+// finding is already recorded).
+TlsCheckReport Check(std::optional<std::string_view> cert_content, std::string_view cert_path,
+                     std::optional<std::string_view> key_content, std::string_view key_path,
+                     const TlsCheckOptions& options, TlsCheckReport report) {
+  const int64_t now = options.now_unix ? *options.now_unix : Clock::Real()->NowUnixMs() / 1000;
   Findings findings(&report);
 
   std::vector<Cert> certs;
-  if (std::optional<std::string> content = ReadFile(cert_path, "certificate file", findings)) {
-    certs = LoadCertificates(*content, cert_path, findings);
-  }
+  if (cert_content) certs = LoadCertificates(*cert_content, cert_path, findings);
   bssl::UniquePtr<EVP_PKEY> key;
-  if (std::optional<std::string> content = ReadFile(key_path, "key file", findings)) {
-    key = LoadPrivateKey(*content, key_path, findings);
-  }
+  if (key_content) key = LoadPrivateKey(*key_content, key_path, options.passphrase, findings);
 
   CheckChain(certs, cert_path, findings);
 
@@ -551,6 +706,46 @@ absl::StatusOr<TlsCheckReport> CheckTlsFiles(std::string_view cert_path, std::st
   }
   ERR_clear_error();
   return report;
+}
+
+// Records FILE_UNREADABLE when `content` is over the size limit of a file.
+std::optional<std::string_view> WithinLimit(std::string_view content, std::string_view name,
+                                            std::string_view what, Findings& findings) {
+  if (content.size() > static_cast<size_t>(kMaxFileBytes)) {
+    findings.Error(tls_code::kFileUnreadable, name,
+                   fmt::format("{} {} is larger than {} bytes", what, name, kMaxFileBytes));
+    return std::nullopt;
+  }
+  return content;
+}
+
+}  // namespace
+
+absl::StatusOr<TlsCheckReport> CheckTlsFiles(std::string_view cert_path, std::string_view key_path,
+                                             const TlsCheckOptions& options) {
+  XG2G_RETURN_IF_ERROR(ValidateOptions(options));
+  TlsCheckReport report;
+  Findings findings(&report);
+  const std::optional<std::string> cert = ReadFile(cert_path, "certificate file", findings);
+  const std::optional<std::string> key = ReadFile(key_path, "key file", findings);
+  return Check(cert ? std::optional<std::string_view>(*cert) : std::nullopt, cert_path,
+               key ? std::optional<std::string_view>(*key) : std::nullopt, key_path, options,
+               std::move(report));
+}
+
+absl::StatusOr<TlsCheckReport> CheckTlsBytes(std::string_view cert_bytes,
+                                             std::string_view cert_name,
+                                             std::string_view key_bytes,
+                                             std::string_view key_name,
+                                             const TlsCheckOptions& options) {
+  XG2G_RETURN_IF_ERROR(ValidateOptions(options));
+  TlsCheckReport report;
+  Findings findings(&report);
+  const std::optional<std::string_view> cert =
+      WithinLimit(cert_bytes, cert_name, "certificate file", findings);
+  const std::optional<std::string_view> key =
+      WithinLimit(key_bytes, key_name, "key file", findings);
+  return Check(cert, cert_name, key, key_name, options, std::move(report));
 }
 
 std::string TlsCheckReportToJson(const TlsCheckReport& report) {

@@ -4,7 +4,8 @@
 // The check is computed with the library's private BoringSSL and needs no
 // trust store: it looks at the files themselves (readable, PEM, key matches
 // the leaf, bundle order, validity period, key strength), not at whether a
-// client would trust the issuer. See CONTRACT.md `xg2g tls check`.
+// client would trust the issuer. See CONTRACT.md `xg2g tls check` and
+// docs/tls.md (every code, the options, the warning rule).
 //
 // Thread-safe: plain functions without shared state.
 #ifndef XG2G_LIB_TLS_CERT_CHECK_H_
@@ -21,15 +22,19 @@
 namespace xg2g {
 
 // Stable finding codes: scripts and the CLI's JSON output depend on them.
+// Codes are only ever added, never renamed or reused for another meaning.
 namespace tls_code {
 // Errors.
 inline constexpr std::string_view kFileNotFound = "FILE_NOT_FOUND";
 inline constexpr std::string_view kFileUnreadable = "FILE_UNREADABLE";
-inline constexpr std::string_view kCertMissing = "CERT_MISSING";        // no certificate in the file
+inline constexpr std::string_view kFileNotPem = "FILE_NOT_PEM";         // no PEM block (DER, text)
+inline constexpr std::string_view kCertMissing = "CERT_MISSING";        // PEM, but no certificate
 inline constexpr std::string_view kCertParse = "CERT_PARSE_FAILED";     // malformed PEM or DER
-inline constexpr std::string_view kKeyMissing = "KEY_MISSING";          // no private key in the file
+inline constexpr std::string_view kKeyMissing = "KEY_MISSING";          // PEM, but no private key
 inline constexpr std::string_view kKeyParse = "KEY_PARSE_FAILED";
-inline constexpr std::string_view kKeyEncrypted = "KEY_ENCRYPTED";
+inline constexpr std::string_view kKeyEncrypted = "KEY_ENCRYPTED";      // and no passphrase given
+inline constexpr std::string_view kKeyPassphraseWrong = "KEY_PASSPHRASE_WRONG";
+inline constexpr std::string_view kKeyEncryptionUnsupported = "KEY_ENCRYPTION_UNSUPPORTED";
 inline constexpr std::string_view kKeyMismatch = "KEY_MISMATCH";        // key belongs to no certificate
 inline constexpr std::string_view kChainOrder = "CHAIN_ORDER";          // issuers before the leaf
 inline constexpr std::string_view kChainBroken = "CHAIN_BROKEN";        // a certificate did not issue the one before
@@ -39,6 +44,13 @@ inline constexpr std::string_view kExpired = "CERT_EXPIRED";
 inline constexpr std::string_view kExpiring = "CERT_EXPIRING";
 inline constexpr std::string_view kWeakKey = "KEY_WEAK";                // RSA under 2048 bits
 inline constexpr std::string_view kSelfSigned = "SELF_SIGNED";          // the leaf signed itself
+
+// Every code above, errors first (for tests and the fuzz target).
+inline constexpr std::string_view kAllErrors[] = {
+    kFileNotFound, kFileUnreadable, kFileNotPem, kCertMissing, kCertParse,
+    kKeyMissing, kKeyParse, kKeyEncrypted, kKeyPassphraseWrong, kKeyEncryptionUnsupported,
+    kKeyMismatch, kChainOrder, kChainBroken, kNotYetValid, kExpired};
+inline constexpr std::string_view kAllWarnings[] = {kExpiring, kWeakKey, kSelfSigned};
 }  // namespace tls_code
 
 struct TlsCheckOptions {
@@ -48,6 +60,9 @@ struct TlsCheckOptions {
   double warn_fraction = 0.33;
   // The time to check against (seconds since the epoch); unset means now.
   std::optional<int64_t> now_unix;
+  // Decrypts an encrypted private key (encrypted PKCS#8, or PEM encryption
+  // with Proc-Type/DEK-Info). Unset: an encrypted key is KEY_ENCRYPTED.
+  std::optional<std::string> passphrase;
 };
 
 // One error or warning: a stable code, the file it concerns and a sentence
@@ -76,11 +91,20 @@ struct TlsCheckReport {
 };
 
 // Checks `cert_path` (the leaf first, then its issuers, PEM) against
-// `key_path` (an unencrypted PEM private key; may be the same file).
-// Problems with the files are findings in the report, not errors: the only
-// error is an invalid `options` (InvalidError).
+// `key_path` (a PEM private key, encrypted only when options.passphrase is
+// set; may be the same file). Problems with the files are findings in the
+// report, not errors: the only error is an invalid `options` (InvalidError).
 [[nodiscard]] absl::StatusOr<TlsCheckReport> CheckTlsFiles(std::string_view cert_path,
                                                            std::string_view key_path,
+                                                           const TlsCheckOptions& options);
+
+// The same check on contents already in memory (any bytes: PEM, DER or
+// garbage). `cert_name` and `key_name` stand for the files in the findings.
+// Inputs over the size limit of a file (4 MiB) are FILE_UNREADABLE.
+[[nodiscard]] absl::StatusOr<TlsCheckReport> CheckTlsBytes(std::string_view cert_bytes,
+                                                           std::string_view cert_name,
+                                                           std::string_view key_bytes,
+                                                           std::string_view key_name,
                                                            const TlsCheckOptions& options);
 
 // The report as JSON in the shape CONTRACT.md fixes:

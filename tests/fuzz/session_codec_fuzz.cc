@@ -2,7 +2,9 @@
 //
 // Property: any input either fails to decode with ECORRUPT, or decodes to a
 // record whose encoding decodes back to the same record and re-encodes to the
-// same bytes. Anything else aborts, which the fuzzer (or the replay runner in
+// same bytes; and the input with a space in front (which always goes to the
+// general JSON reader, never the exact-form one) decodes to the same outcome.
+// Anything else aborts, which the fuzzer (or the replay runner in
 // replay_main.cc) reports as a finding.
 #include <cstddef>
 #include <cstdint>
@@ -27,6 +29,11 @@ namespace {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view input(reinterpret_cast<const char*>(data), size);
   const absl::StatusOr<xg2g::SessionRecord> decoded = xg2g::DecodeSession(input);
+  const absl::StatusOr<xg2g::SessionRecord> general =
+      xg2g::DecodeSession(" " + std::string(input));
+  if (decoded.status() != general.status() || (decoded.ok() && !(*decoded == *general))) {
+    Fail("the exact-form reader and the general reader disagree", input);
+  }
   if (!decoded.ok()) {
     if (xg2g::CodeOf(decoded.status()) != xg2g::ErrorCode::kCorrupt) {
       Fail("decoding failed with something other than ECORRUPT",

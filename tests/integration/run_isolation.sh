@@ -1,16 +1,19 @@
 #!/bin/sh
-# Starts `openssl s_server` on 127.0.0.1 (a port the kernel picks), waits until
-# it accepts, runs the isolation test binary against it and stops the server
-# by its pid.
+# Generates the test certificates (make-fixtures.sh in TLS_DIR) into a
+# temporary directory, starts `openssl s_server` on 127.0.0.1 (a port the
+# kernel picks), waits until it accepts, runs the isolation test binary
+# against it and stops the server by its pid.
 #
-# Usage: run_isolation.sh OPENSSL TEST_BINARY DATA_DIR
+# Usage: run_isolation.sh OPENSSL TEST_BINARY TLS_DIR
+#   TLS_DIR  tests/data/tls (holds make-fixtures.sh)
 set -eu
 
 openssl=$1
 test_bin=$2
-data=$3
+tls_dir=$3
 
 log=$(mktemp)
+data=$(mktemp -d)
 server_pid=""
 cleanup() {
   if [ -n "$server_pid" ]; then
@@ -18,8 +21,11 @@ cleanup() {
     wait "$server_pid" 2>/dev/null || true
   fi
   rm -f "$log"
+  rm -rf "$data"
 }
 trap cleanup EXIT INT TERM
+
+sh "$tls_dir/make-fixtures.sh" "$data" "$openssl"
 
 "$openssl" s_server -accept 127.0.0.1:0 -cert "$data/chain.pem" -key "$data/leaf.key" \
   -www -no_dhe </dev/null >"$log" 2>&1 &

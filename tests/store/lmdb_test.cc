@@ -16,6 +16,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -118,7 +119,8 @@ TEST_CASE("OpenStore(\"lmdb:...\") accepts sync and map size options") {
   int n = 0;
   for (std::string_view query :
        {"", "?sync=durable", "?sync=nometasync", "?sync=NOSYNC", "?map_size_mb=1",
-        "?max_map_size_mb=2", "?map_size_mb=2&max_map_size_mb=16&sync=nosync", "?&sync=durable&"}) {
+        "?max_map_size_mb=2", "?map_size_mb=2&max_map_size_mb=16&sync=nosync", "?&sync=durable&",
+        "?cache=0", "?cache=1&sync=nosync"}) {
     INFO("query: ", std::string(query));
     auto store = OpenStore(fmt::format("lmdb:{}/s{}{}", scratch.path(), n++, query));
     REQUIRE_OK(store);
@@ -136,6 +138,13 @@ TEST_CASE("OpenStore(\"lmdb:...\") accepts sync and map size options") {
   REQUIRE_OK(parsed);
   CHECK(parsed->options.sync == LmdbSync::kNoMetaSync);
   CHECK(parsed->dir == "/d");
+  CHECK(parsed->options.cache_entries == LmdbOptions{}.cache_entries);
+  parsed = ParseLmdbLocation("/d?cache=0");
+  REQUIRE_OK(parsed);
+  CHECK(parsed->options.cache_entries == 0);
+  parsed = ParseLmdbLocation("/d?cache=100000");
+  REQUIRE_OK(parsed);
+  CHECK(parsed->options.cache_entries == 100'000);
 }
 
 TEST_CASE("OpenStore rejects a malformed lmdb location with EINVAL naming the part") {
@@ -144,7 +153,11 @@ TEST_CASE("OpenStore rejects a malformed lmdb location with EINVAL naming the pa
       {"lmdb:?sync=durable", "directory"},
       {"lmdb:/tmp/lmdb-never-created?sync=sometimes", "sync"},
       {"lmdb:/tmp/lmdb-never-created?sync", "sync"},
-      {"lmdb:/tmp/lmdb-never-created?cache=1", "cache"},
+      {"lmdb:/tmp/lmdb-never-created?cache_size=1", "cache_size"},
+      {"lmdb:/tmp/lmdb-never-created?cache=-1", "cache"},
+      {"lmdb:/tmp/lmdb-never-created?cache=many", "cache"},
+      {"lmdb:/tmp/lmdb-never-created?cache=99999999999", "cache"},
+      {"lmdb:/tmp/lmdb-never-created?cache=8&cache=8", "twice"},
       {"lmdb:/tmp/lmdb-never-created?map_size_mb=0", "map_size_mb"},
       {"lmdb:/tmp/lmdb-never-created?map_size_mb=-1", "map_size_mb"},
       {"lmdb:/tmp/lmdb-never-created?map_size_mb=1.5", "map_size_mb"},
@@ -609,6 +622,295 @@ TEST_CASE("opening a store clears the reader slots that dead processes left behi
   CHECK_MESSAGE(holder.Wait() == 0, "opening the store should have cleared the dead reader's slot");
 }
 
+// ------------------------------------------------------ the session cache
+
+namespace {
+
+LmdbStore& AsLmdb(const std::unique_ptr<Store>& store) {
+  auto* lmdb = dynamic_cast<LmdbStore*>(store.get());
+  REQUIRE(lmdb != nullptr);
+  return *lmdb;
+}
+
+// The stored bytes of session `id` with the first occurrence of `from`
+// replaced by `to` (of the same length): a record of exactly the same size.
+std::string SameSizeEdit(std::string bytes, std::string_view from, std::string_view to) {
+  REQUIRE(from.size() == to.size());
+  const size_t at = bytes.find(from);
+  REQUIRE(at != std::string::npos);
+  bytes.replace(at, from.size(), to);
+  return bytes;
+}
+
+}  // namespace
+
+TEST_CASE("a cached session rewritten through another store object is read back new") {
+  ScratchDir scratch;
+  FakeClock clock;
+  auto reader = OpenLmdb(scratch.path(), &clock);
+  auto writer = OpenLmdb(scratch.path(), &clock);  // same environment, a cache of its own
+  REQUIRE_OK(reader->PutSession(Session("s1")));
+  REQUIRE_OK(reader->GetSession("s1"));
+  REQUIRE_OK(reader->GetSession("s1"));
+  CHECK(reader->CacheStats().hits == 1);
+  CHECK(reader->CacheStats().entries == 1);
+
+  auto updated = writer->UpdateSession("s1", [](SessionRecord& record) {
+    record.service_ref = "1:0:1:AAAA:1:1:C00000:0:0:0:";
+    record.context_data["tuner_slot"] = "3";
+    return absl::OkStatus();
+  });
+  REQUIRE_OK(updated);
+  auto got = reader->GetSession("s1");
+  REQUIRE_OK(got);
+  CHECK(*got == *updated);
+  CHECK(reader->CacheStats().hits == 1);  // the bytes differed: decoded, not served
+  got = reader->GetSession("s1");
+  REQUIRE_OK(got);
+  CHECK(*got == *updated);
+  CHECK(reader->CacheStats().hits == 2);  // and cached anew
+
+  // A put of the same content still gets a new revision: new bytes.
+  REQUIRE_OK(writer->PutSession(*updated));
+  got = reader->GetSession("s1");
+  REQUIRE_OK(got);
+  CHECK(got->revision > updated->revision);
+  REQUIRE_OK(writer->DeleteSession("s1"));
+  CHECK_CODE(reader->GetSession("s1"), ErrorCode::kNotFound, "s1");
+}
+
+TEST_CASE("a cached session rewritten by another process is read back new, even at the same size") {
+  ScratchDir scratch;
+  FakeClock clock;
+  auto store = OpenLmdb(scratch.path(), &clock);
+  REQUIRE_OK(store->PutSession(Session("s1")));
+  REQUIRE_OK(store->PutSession(Session("s2")));
+  const auto original = store->GetSession("s1");
+  REQUIRE_OK(original);
+  REQUIRE_OK(store->GetSession("s1"));
+  REQUIRE(store->CacheStats().hits == 1);
+
+  // Another process writes through the store: a new revision.
+  ChildProcess updater([&](const ChildProcess::Side&) {
+    auto child = LmdbStore::Open(scratch.path());
+    if (!child.ok()) return 100;
+    auto done = (*child)->UpdateSession("s1", [](SessionRecord& record) {
+      record.reason_detail = "changed elsewhere";
+      return absl::OkStatus();
+    });
+    return done.ok() ? 0 : 101;
+  });
+  REQUIRE(updater.Wait() == 0);
+  auto got = store->GetSession("s1");
+  REQUIRE_OK(got);
+  CHECK(got->reason_detail == "changed elsewhere");
+  CHECK(got->revision > original->revision);
+
+  // Another process changes one byte of the value behind LMDB's back: same
+  // size, same revision, only the bytes differ.
+  REQUIRE_OK(store->GetSession("s2"));
+  const uint64_t hits = store->CacheStats().hits;
+  REQUIRE_OK(store->GetSession("s2"));
+  REQUIRE(store->CacheStats().hits == hits + 1);
+  ChildProcess editor([&](const ChildProcess::Side&) {
+    RawLmdb raw(scratch.path());
+    const std::optional<std::string> bytes = raw.Get("sessions", "s2");
+    if (!raw.ok() || !bytes.has_value()) return 100;
+    raw.Put("sessions", "s2", SameSizeEdit(*bytes, "daemon-a", "daemon-b"));
+    return 0;
+  });
+  REQUIRE(editor.Wait() == 0);
+  got = store->GetSession("s2");
+  REQUIRE_OK(got);
+  CHECK(got->context_data.at("owner") == "daemon-b");
+  CHECK(store->CacheStats().hits == hits + 1);
+
+  // And deleted by another process: gone, cache or not.
+  ChildProcess deleter([&](const ChildProcess::Side&) {
+    RawLmdb raw(scratch.path());
+    if (!raw.ok()) return 100;
+    raw.Delete("sessions", "s2");
+    return 0;
+  });
+  REQUIRE(deleter.Wait() == 0);
+  CHECK_CODE(store->GetSession("s2"), ErrorCode::kNotFound, "s2");
+}
+
+TEST_CASE("a cached session overwritten with garbage is ECORRUPT naming its key, however read") {
+  ScratchDir scratch;
+  FakeClock clock;
+  auto store = OpenLmdb(scratch.path(), &clock);
+  REQUIRE_OK(store->PutSession(Session("victim")));
+  REQUIRE_OK(store->PutSession(Session("bystander")));
+  REQUIRE_OK(store->GetSession("victim"));
+  REQUIRE_OK(store->GetSession("victim"));
+  REQUIRE_OK(store->GetSession("bystander"));
+  REQUIRE(store->CacheStats().hits == 1);
+  REQUIRE(store->CacheStats().entries == 2);
+
+  // Garbage of exactly the record's size (its first byte broken), then
+  // garbage of another size.
+  for (const bool same_size : {true, false}) {
+    CAPTURE(same_size);
+    ChildProcess vandal([&](const ChildProcess::Side&) {
+      RawLmdb raw(scratch.path());
+      const std::optional<std::string> bytes = raw.Get("sessions", "victim");
+      if (!raw.ok() || !bytes.has_value()) return 100;
+      std::string garbage = *bytes;
+      if (same_size) {
+        garbage[0] = 'X';
+      } else {
+        garbage = "{\"sessionId\":\"victim\",";
+      }
+      raw.Put("sessions", "victim", garbage);
+      return 0;
+    });
+    REQUIRE(vandal.Wait() == 0);
+    const uint64_t hits = store->CacheStats().hits;
+    CHECK_CODE(store->GetSession("victim"), ErrorCode::kCorrupt, "victim");
+    CHECK_CODE(store->GetSession("victim"), ErrorCode::kCorrupt, "victim");
+    bool mutated = false;
+    CHECK_CODE(store->UpdateSession("victim",
+                                    [&](SessionRecord&) {
+                                      mutated = true;
+                                      return absl::OkStatus();
+                                    }),
+               ErrorCode::kCorrupt, "victim");
+    CHECK_FALSE(mutated);
+    CHECK(store->CacheStats().hits == hits);  // never served from the cache
+    CHECK(store->CacheStats().entries == 1);  // and the stale entry dropped
+    CHECK_CODE(store->ListSessions(0, 10), ErrorCode::kCorrupt, "victim");
+    size_t visited = 0;
+    CHECK_CODE(store->ScanSessions([&](const SessionRecord&) { return ++visited, true; }),
+               ErrorCode::kCorrupt, "victim");
+    CHECK(visited == 1);
+    CHECK(store->CacheStats().hits == hits + 2);  // the bystander, listed and scanned
+    REQUIRE_OK(store->GetSession("bystander"));
+  }
+
+  // Put again, it reads (and caches) as before.
+  REQUIRE_OK(store->PutSession(Session("victim")));
+  REQUIRE_OK(store->GetSession("victim"));
+  auto again = store->GetSession("victim");
+  REQUIRE_OK(again);
+  CHECK(again->reason_detail == Session("victim").reason_detail);
+}
+
+TEST_CASE("the session cache never holds more entries than its bound") {
+  ScratchDir scratch;
+  FakeClock clock;
+  for (const size_t bound : {size_t{1}, size_t{5}, size_t{16}, size_t{37}}) {
+    CAPTURE(bound);
+    LmdbOptions options;
+    options.cache_entries = bound;
+    auto store = OpenLmdb(fmt::format("{}/bound-{}", scratch.path(), bound), &clock, options);
+    CHECK(store->CacheStats().capacity == bound);
+    constexpr int kSessions = 120;
+    for (int i = 0; i < kSessions; ++i) {
+      REQUIRE_OK(store->PutSession(Session(fmt::format("s{:03}", i))));
+    }
+    for (int round = 0; round < 3; ++round) {
+      for (int i = 0; i < kSessions; ++i) {
+        const std::string id = fmt::format("s{:03}", (i * 7 + round) % kSessions);
+        auto got = store->GetSession(id);
+        REQUIRE_OK(got);
+        CHECK(got->session_id == id);
+        CHECK(store->CacheStats().entries <= bound);
+      }
+      // Updates and scans read through the cache too; a scan adds nothing.
+      REQUIRE_OK(store->UpdateSession("s000", [](SessionRecord& record) {
+        record.reason_detail = "touched";
+        return absl::OkStatus();
+      }));
+      const size_t before = store->CacheStats().entries;
+      size_t visited = 0;
+      REQUIRE_OK(store->ScanSessions([&](const SessionRecord&) { return ++visited, true; }));
+      CHECK(visited == kSessions);
+      CHECK(store->CacheStats().entries == before);
+    }
+    CHECK(store->CacheStats().entries > 0);
+    // A session read over and over is soon cached, and stays.
+    const uint64_t hits = store->CacheStats().hits;
+    for (int i = 0; i < 30; ++i) REQUIRE_OK(store->GetSession("s042"));
+    CHECK(store->CacheStats().hits >= hits + 28);
+    CHECK(store->CacheStats().entries <= bound);
+  }
+}
+
+TEST_CASE("cache=0 turns the session cache off; everything reads as before") {
+  ScratchDir scratch;
+  FakeClock clock;
+  auto opened = OpenStore(fmt::format("lmdb:{}?cache=0", scratch.path()), &clock);
+  REQUIRE_OK(opened);
+  LmdbStore& store = AsLmdb(*opened);
+  auto writer = OpenLmdb(scratch.path(), &clock);
+  for (int i = 0; i < 10; ++i) REQUIRE_OK(store.PutSession(Session(fmt::format("s{}", i))));
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 10; ++i) REQUIRE_OK(store.GetSession(fmt::format("s{}", i)));
+  }
+  REQUIRE_OK(writer->UpdateSession("s3", [](SessionRecord& record) {
+    record.reason_detail = "new";
+    return absl::OkStatus();
+  }));
+  auto got = store.GetSession("s3");
+  REQUIRE_OK(got);
+  CHECK(got->reason_detail == "new");
+  REQUIRE_OK(store.UpdateSession("s3", [](SessionRecord& record) {
+    record.reason_detail = "newer";
+    return absl::OkStatus();
+  }));
+  got = writer->GetSession("s3");
+  REQUIRE_OK(got);
+  CHECK(got->reason_detail == "newer");
+  auto page = store.ListSessions(0, 100);
+  REQUIRE_OK(page);
+  CHECK(page->sessions.size() == 10);
+  const LmdbCacheStats stats = store.CacheStats();
+  CHECK(stats.capacity == 0);
+  CHECK(stats.entries == 0);
+  CHECK(stats.hits == 0);
+  CHECK(stats.misses == 0);
+  // The default is on.
+  CHECK(writer->CacheStats().capacity == LmdbOptions{}.cache_entries);
+  CHECK(LmdbOptions{}.cache_entries > 0);
+}
+
+TEST_CASE("threads that read and end do not use up the reader table") {
+  // Each thread keeps a reader slot parked while it lives; one that ends
+  // gives it back. More threads than the table has slots read in turn.
+  ScratchDir scratch;
+  auto store = OpenLmdb(scratch.path(), nullptr);
+  REQUIRE_OK(store->PutSession(Session("s")));
+  std::atomic<int> failed{0};
+  for (int batch = 0; batch < 130; ++batch) {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t) {
+      threads.emplace_back([&] {
+        if (!store->GetSession("s").ok()) failed.fetch_add(1);
+      });
+    }
+    for (std::thread& thread : threads) thread.join();
+  }
+  CHECK(failed.load() == 0);
+  // A thread that outlives the store it read from, and one that reads a store
+  // opened again on the same directory.
+  std::atomic<int> step{0};
+  std::unique_ptr<LmdbStore> reopened;
+  std::thread lingering([&] {
+    if (!store->GetSession("s").ok()) failed.fetch_add(1);
+    step = 1;
+    while (step.load() != 2) std::this_thread::yield();
+    if (!reopened->GetSession("s").ok()) failed.fetch_add(1);
+  });
+  while (step.load() != 1) std::this_thread::yield();
+  store.reset();
+  reopened = OpenLmdb(scratch.path(), nullptr);
+  step = 2;
+  lingering.join();
+  CHECK(failed.load() == 0);
+  CHECK(reopened->GetSession("s").ok());
+}
+
 }  // TEST_SUITE("store")
 
 TEST_SUITE("concurrency") {
@@ -706,6 +1008,95 @@ TEST_CASE("threads filling and emptying a full store all get ESTOREFULL or succe
   auto report = store->CheckConsistency();
   REQUIRE_OK(report);
   CHECK(report->problems.empty());
+}
+
+TEST_CASE("readers with a small session cache never see a record older than one they saw") {
+  ScratchDir scratch;
+  LmdbOptions options;
+  options.sync = LmdbSync::kNoSync;  // many writes; durability is not what is tested
+  options.initial_map_bytes = uint64_t{1} << 20;  // grows while they read
+  options.max_map_bytes = uint64_t{256} << 20;
+  options.cache_entries = 6;
+  auto store = OpenLmdb(scratch.path(), nullptr, options);
+  LmdbOptions other_options = options;
+  other_options.cache_entries = 3;
+  auto other = OpenLmdb(scratch.path(), nullptr, other_options);  // its own cache
+  constexpr int kSessions = 12;
+  for (int i = 0; i < kSessions; ++i) {
+    REQUIRE_OK(store->PutSession(Session(fmt::format("c{:02}", i))));
+  }
+  std::atomic<int> errors{0};
+  std::atomic<int> stale{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  // Writers: bump a counter kept in two places of the record.
+  for (int w = 0; w < 2; ++w) {
+    threads.emplace_back([&, w] {
+      LmdbStore& target = w == 0 ? *store : *other;
+      for (int i = 0; i < 300; ++i) {
+        auto done = target.UpdateSession(fmt::format("c{:02}", (i * 5 + w) % kSessions),
+                                         [](SessionRecord& record) {
+                                           std::string& n = record.context_data["n"];
+                                           n = std::to_string((n.empty() ? 0 : std::stoi(n)) + 1);
+                                           record.reason_detail = n;
+                                           return absl::OkStatus();
+                                         });
+        if (!done.ok()) errors.fetch_add(1);
+      }
+    });
+  }
+  // Something that makes the map grow meanwhile.
+  threads.emplace_back([&] {
+    for (int i = 0; i < 600 && !stop.load(); ++i) {
+      SessionRecord filler = Session(fmt::format("f{:04}", i));
+      filler.reason_detail = std::string(2000, 'f');
+      if (!other->PutSession(filler).ok()) errors.fetch_add(1);
+    }
+  });
+  // Readers, through both store objects.
+  for (int r = 0; r < 3; ++r) {
+    threads.emplace_back([&, r] {
+      LmdbStore& source = r == 0 ? *other : *store;
+      std::map<std::string, int64_t> last_revision;
+      while (!stop.load()) {
+        for (int i = 0; i < kSessions; ++i) {
+          const std::string id = fmt::format("c{:02}", (i + r) % kSessions);
+          auto got = source.GetSession(id);
+          if (!got.ok()) {
+            errors.fetch_add(1);
+            continue;
+          }
+          // Every field from one and the same write.
+          const auto n = got->context_data.find("n");
+          const std::string expected_detail =
+              n == got->context_data.end() ? Session(id).reason_detail : n->second;
+          if (got->session_id != id || got->reason_detail != expected_detail) {
+            errors.fetch_add(1);
+          }
+          if (got->revision < last_revision[id]) stale.fetch_add(1);
+          last_revision[id] = got->revision;
+        }
+      }
+    });
+  }
+  for (size_t t = 0; t < 3; ++t) threads[t].join();  // the writers and the filler
+  stop = true;
+  for (size_t t = 3; t < threads.size(); ++t) threads[t].join();
+  CHECK(errors.load() == 0);
+  CHECK(stale.load() == 0);
+  CHECK(store->CacheStats().entries <= 6);
+  CHECK(other->CacheStats().entries <= 3);
+  CHECK(store->CacheStats().hits + other->CacheStats().hits > 0);
+  int64_t total = 0;
+  for (int i = 0; i < kSessions; ++i) {
+    auto got = store->GetSession(fmt::format("c{:02}", i));
+    REQUIRE_OK(got);
+    total += std::stoi(got->context_data["n"]);
+  }
+  CHECK(total == 600);  // no update lost
+  auto info = store->MapInfo();
+  REQUIRE_OK(info);
+  CHECK(info->map_bytes > options.initial_map_bytes);
 }
 
 }  // TEST_SUITE("concurrency")

@@ -78,7 +78,8 @@ class RedisServer {
 };
 
 // The server shared by the cases of one test binary: started on first use,
-// stopped at exit. Each case keeps to its own key prefix.
+// stopped at exit. Each case keeps to its own key prefix. When it cannot be
+// started the process exits with status 1 and the reason on stderr.
 RedisServer& SharedRedisServer();
 
 }  // namespace xg2g::store_test

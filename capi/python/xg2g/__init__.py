@@ -15,7 +15,8 @@ from ._ffi import (LIST_P, SCAN_FN, SESSION_P, STORE_P, UPDATE_FN, TlsCheckOptio
 __all__ = [
     "Error", "InvalidArgument", "OutOfMemory", "VersionMismatch", "NotFound", "AlreadyExists",
     "Conflict", "Busy", "InvalidState", "Unavailable", "Corrupt", "StoreFull", "Timeout",
-    "Cancelled", "IOFailure", "Unsupported", "InternalError", "InFlight", "State", "Reason", "Event",
+    "Cancelled", "IOFailure", "Unsupported", "InternalError", "InFlight", "CircuitOpen", "State",
+    "Reason", "Event",
     "Session", "Store", "tls_check", "version", "library_version",
     "Config", "Engine", "PipelineCommand", "StartResult", "StopResult", "EngineStats",
 ]
@@ -57,6 +58,11 @@ class InFlight(Error):
     `busy_session_id` names the session it is creating (engine starts)."""
     status = -17
     busy_session_id = None
+class CircuitOpen(Error):
+    """A circuit breaker is open: the upstream (the receiver) failed repeatedly
+    and is not called until the breaker's open timeout passes (HTTP 503
+    CIRCUIT_OPEN)."""
+    status = -18
 
 
 _BY_STATUS = {cls.status: cls for cls in Error.__subclasses__()}

@@ -153,6 +153,45 @@ SCAN_FN = ctypes.CFUNCTYPE(c_int, SESSION_P, c_void_p)
 
 STATUS = c_int
 
+
+# The HTTP handler (xg2g_http.h).
+class HttpConfigHandle(ctypes.Structure):
+    """Opaque xg2g_http_config."""
+
+
+class HttpHandlerHandle(ctypes.Structure):
+    """Opaque xg2g_http_handler."""
+
+
+class HttpResponseHandle(ctypes.Structure):
+    """Opaque xg2g_http_response."""
+
+
+class HttpHeader(ctypes.Structure):
+    _fields_ = [("name", c_char_p), ("value", c_char_p)]
+
+
+HTTP_REQUEST_VERSION = 1
+
+
+class HttpRequest(ctypes.Structure):
+    _fields_ = [
+        ("version", ctypes.c_uint),
+        ("method", c_char_p),
+        ("target", c_char_p),
+        ("headers", POINTER(HttpHeader)),
+        ("header_count", c_size_t),
+        ("body", c_char_p),
+        ("body_size", c_size_t),
+        ("peer_ip", c_char_p),
+    ]
+
+
+HTTP_CONFIG_P = POINTER(HttpConfigHandle)
+HTTP_HANDLER_P = POINTER(HttpHandlerHandle)
+HTTP_RESPONSE_P = POINTER(HttpResponseHandle)
+HTTP_READY_FN = ctypes.CFUNCTYPE(c_int, ctypes.c_void_p, c_size_t, c_void_p)
+
 # name: (restype, [argtypes])
 DECLARATIONS = {
     "xg2g_status_str": (c_char_p, [STATUS]),
@@ -246,6 +285,34 @@ DECLARATIONS = {
     "xg2g_engine_poll": (STATUS, [ENGINE_P]),
     "xg2g_engine_advance_clock": (STATUS, [ENGINE_P, c_int64]),
     "xg2g_engine_get_stats": (STATUS, [POINTER(EngineStats), ENGINE_P]),
+    # http
+    "xg2g_http_config_create": (STATUS, [POINTER(HTTP_CONFIG_P)]),
+    "xg2g_http_config_destroy": (None, [HTTP_CONFIG_P]),
+    "xg2g_http_config_set_tokens": (STATUS, [HTTP_CONFIG_P, c_char_p]),
+    "xg2g_http_config_set_allow_query_tokens": (STATUS, [HTTP_CONFIG_P, c_int]),
+    "xg2g_http_config_set_rate_limit": (STATUS, [HTTP_CONFIG_P, c_double, c_int64]),
+    "xg2g_http_config_set_rate_limit_max_clients": (STATUS, [HTTP_CONFIG_P, c_size_t]),
+    "xg2g_http_config_set_allow_list": (STATUS, [HTTP_CONFIG_P, c_char_p]),
+    "xg2g_http_config_set_trusted_proxies": (STATUS, [HTTP_CONFIG_P, c_char_p]),
+    "xg2g_http_config_set_metrics_scope": (STATUS, [HTTP_CONFIG_P, c_char_p]),
+    "xg2g_http_config_set_audit_callback": (STATUS, [HTTP_CONFIG_P, AUDIT_FN, c_void_p, DESTROY_FN]),
+    "xg2g_http_config_set_audit_path": (STATUS, [HTTP_CONFIG_P, c_char_p]),
+    "xg2g_http_config_set_readiness_check": (STATUS, [HTTP_CONFIG_P, HTTP_READY_FN, c_void_p,
+                                                      DESTROY_FN]),
+    "xg2g_http_config_get_warnings": (c_char_p, [HTTP_CONFIG_P]),
+    "xg2g_http_handler_create": (STATUS, [POINTER(HTTP_HANDLER_P), ENGINE_P, HTTP_CONFIG_P]),
+    "xg2g_http_handler_reload": (STATUS, [HTTP_HANDLER_P, HTTP_CONFIG_P]),
+    "xg2g_http_handler_destroy": (None, [HTTP_HANDLER_P]),
+    "xg2g_http_request_init": (STATUS, [POINTER(HttpRequest), ctypes.c_uint]),
+    "xg2g_http_handler_handle": (STATUS, [POINTER(HTTP_RESPONSE_P), HTTP_HANDLER_P,
+                                          POINTER(HttpRequest)]),
+    "xg2g_http_response_get_status": (c_int, [HTTP_RESPONSE_P]),
+    "xg2g_http_response_get_header_count": (c_size_t, [HTTP_RESPONSE_P]),
+    "xg2g_http_response_get_header_name": (c_char_p, [HTTP_RESPONSE_P, c_size_t]),
+    "xg2g_http_response_get_header_value": (c_char_p, [HTTP_RESPONSE_P, c_size_t]),
+    "xg2g_http_response_get_header": (c_char_p, [HTTP_RESPONSE_P, c_char_p]),
+    "xg2g_http_response_get_body": (ctypes.c_void_p, [HTTP_RESPONSE_P, POINTER(c_size_t)]),
+    "xg2g_http_response_destroy": (None, [HTTP_RESPONSE_P]),
 }
 
 
