@@ -545,8 +545,9 @@ TEST_CASE("busy answers are 409 LEASE_BUSY with Retry-After, naming the active s
   const HttpResponse same = f.Do(Post("/api/v3/intents", StartBody(kService)).Bearer(kWriteToken));
   CheckError(same, 409, "LEASE_BUSY");
   CHECK(HeaderOf(same, "Retry-After") == "5");
+  const Json named_doc(same.body);  // the view below points into it
   std::string_view named;
-  CHECK(Json(same.body)["details"]["sessionId"].get(named) == simdjson::SUCCESS);
+  CHECK(named_doc["details"]["sessionId"].get(named) == simdjson::SUCCESS);
   CHECK(named == id);
 
   const HttpResponse no_tuner =
@@ -767,16 +768,18 @@ TEST_CASE("healthz is always 200; readyz follows the store and the receiver") {
   const HttpResponse receiver_down = f.Do(Get("/readyz"));
   CheckError(receiver_down, 503, "SERVICE_UNAVAILABLE");
   CHECK(HeaderOf(receiver_down, "Retry-After") == "5");
+  const Json receiver_doc(receiver_down.body);  // the view below points into it
   std::string_view receiver;
-  CHECK(Json(receiver_down.body)["details"]["receiver"].get(receiver) == simdjson::SUCCESS);
+  CHECK(receiver_doc["details"]["receiver"].get(receiver) == simdjson::SUCCESS);
   CHECK(receiver == "receiver 192.0.2.1:80 does not answer");
 
   f.readiness = absl::OkStatus();
   f.faults->FailAll();
   const HttpResponse store_down = f.Do(Get("/readyz"));
   CheckError(store_down, 503, "SERVICE_UNAVAILABLE");
+  const Json store_doc(store_down.body);  // the view below points into it
   std::string_view store;
-  CHECK(Json(store_down.body)["details"]["store"].get(store) == simdjson::SUCCESS);
+  CHECK(store_doc["details"]["store"].get(store) == simdjson::SUCCESS);
   CHECK(store == "XG2G_EUNAVAILABLE");
   CHECK(f.Do(Get("/healthz")).status == 200);
 }
