@@ -62,7 +62,7 @@ test-tsan: deps
 # tests/fuzz/corpus/<target>/ runs FUZZ_SECONDS from that corpus. New inputs
 # go to a scratch directory, never into the tree; a crash fails the target
 # and leaves its reproducer (crash-*) in the current directory.
-FUZZ_SECONDS ?= 20
+FUZZ_SECONDS ?= 10
 FUZZ_TARGETS := $(sort $(notdir $(wildcard tests/fuzz/corpus/*)))
 test-fuzz: deps
 	@if [ ! -f build-fuzz/build.ninja ]; then \
