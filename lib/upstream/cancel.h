@@ -29,7 +29,8 @@ class CancelToken {
 
   // Keeps a callback subscribed while it lives; destroying it unsubscribes
   // and waits for a callback that is running right now to return, so what
-  // the callback touches may be destroyed right after.
+  // the callback touches may be destroyed right after. Hence: never destroy
+  // (or Reset) a subscription while holding a lock its callback takes.
   class Subscription {
    public:
     Subscription() = default;

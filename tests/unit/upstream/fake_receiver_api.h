@@ -46,7 +46,13 @@ class FakeReceiverApi final : public ReceiverApi {
         return !gated_ || (call.cancel != nullptr && call.cancel->cancelled());
       });
       --waiting_at_gate_;
-      if (gated_) return MakeError(ErrorCode::kCancelled, "cancelled at the gate");
+      const bool cancelled = gated_;
+      // Unsubscribe without our lock: Cancel() holds the token's lock while
+      // its callback takes ours.
+      lock.unlock();
+      wake.Reset();
+      lock.lock();
+      if (cancelled) return MakeError(ErrorCode::kCancelled, "cancelled at the gate");
     }
     if (!error_.ok()) return error_;
     CurrentService service;
