@@ -49,6 +49,7 @@ int cli_cmd_sessions_stop(const cli_options *opts, int argc, char **argv);
 int cli_cmd_leases_list(const cli_options *opts, int argc, char **argv);
 int cli_cmd_start(const cli_options *opts, int argc, char **argv);
 int cli_cmd_store_check(const cli_options *opts, int argc, char **argv);
+int cli_cmd_tls_check(const cli_options *opts, int argc, char **argv);
 int cli_cmd_token_new(const cli_options *opts, int argc, char **argv);
 
 #endif /* XG2G_EXAMPLES_CLI_CLI_H */

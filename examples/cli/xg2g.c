@@ -32,6 +32,8 @@ static const char kUsage[] =
     "        [--once]                           start a session on the simulated pipeline\n"
     "                                           and host it until interrupted\n"
     "  store check                              read the whole store, report problems\n"
+    "  tls check --cert F --key F [--warn-days N] [--warn-fraction X]\n"
+    "            [--passphrase-file F]          check a certificate and its key\n"
     "  token new --scopes S[,S...]              a new API token and its config line\n"
     "  selfcheck                                exercise a store step by step\n"
     "  version                                  program and library versions\n"
@@ -44,8 +46,9 @@ static const char kUsage[] =
     "\n"
     "exit codes:\n"
     "  0  done\n"
-    "  1  done, with findings: store check problems\n"
-    "  2  bad usage or invalid input: unknown command or option, bad URI, bad scope\n"
+    "  1  done, with findings: store check problems, certificate warnings\n"
+    "  2  bad usage or invalid input: unknown command or option, bad URI, bad scope,\n"
+    "     a certificate with errors\n"
     "  3  not found: no such session\n"
     "  4  refused: the service or every tuner is busy, an idempotency key reused\n"
     "  5  the store or the library failed: unreachable, corrupt, out of space\n"
@@ -258,6 +261,16 @@ static const command kCommands[] = {
      "usage: xg2g store check [--store URI] [--json]\n"
      "Reads the whole store and reports what does not add up; exit 1 when there are\n"
      "problems. --json: {\"consistent\",\"sessions\",\"leases\",\"idempotency_keys\",\"problems\"}\n"},
+    {"tls", "check", cli_cmd_tls_check,
+     "usage: xg2g tls check --cert FILE --key FILE [--warn-days N] [--warn-fraction X]\n"
+     "                      [--passphrase-file FILE] [--json]\n"
+     "Checks a certificate file (PEM, the leaf first, then its issuers) and its private key:\n"
+     "readable, PEM, key matches, chain order, validity period, key strength. Warns when the\n"
+     "time left is under min(--warn-days (30), --warn-fraction (0.33) x lifetime), for RSA\n"
+     "under 2048 bits and for a self-signed leaf. An encrypted key needs --passphrase-file\n"
+     "(its first line). Exit 0 clean, 1 valid with warnings, 2 invalid.\n"
+     "--json: {\"valid\",\"errors\":[{\"code\",\"file\",\"message\"}],\"warnings\":[...],\"subject\",\n"
+     "\"sans\",\"not_before\",\"not_after\",\"days_left\",\"key_type\",\"key_bits\"}\n"},
     {"token", "new", cli_cmd_token_new,
      "usage: xg2g token new --scopes S[,S...] [--json]\n"
      "Prints a new random API token and the XG2G_API_TOKENS entry for it. Scopes: v3:read,\n"

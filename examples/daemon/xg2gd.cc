@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #include <microhttpd.h>
-#include <simdjson.h>
 
 #include <atomic>
 #include <chrono>
@@ -283,39 +282,29 @@ bool CheckTls(const Settings& s, Daemon* daemon, std::string* error) {
     *error = "XG2G_TLS_CERT and XG2G_TLS_KEY: set both or neither";
     return false;
   }
-  char* json = nullptr;
-  xg2g_status rc = xg2g_tls_check(&json, cert.c_str(), key.c_str(), nullptr);
-  if (rc != XG2G_OK) {
+  xg2g_tls_report* report = nullptr;
+  if (xg2g_tls_check_report(&report, cert.c_str(), key.c_str(), nullptr) != XG2G_OK) {
     *error = "XG2G_TLS_CERT: " + std::string(xg2g_last_error());
     return false;
   }
-  std::string report(json);
-  xg2g_free(json);
-  simdjson::dom::parser parser;
-  simdjson::dom::element doc;
-  if (parser.parse(report).get(doc) != simdjson::SUCCESS) {
-    *error = "XG2G_TLS_CERT: the certificate report is not JSON";
-    return false;
-  }
-  auto first_message = [&](const char* list) -> std::string {
-    simdjson::dom::array items;
-    if (doc[list].get(items) != simdjson::SUCCESS) return "";
+  // "CODE: message; CODE: message" of one list of findings.
+  auto findings = [&](int list) {
     std::string all;
-    for (simdjson::dom::element item : items) {
-      std::string_view code, message;
-      if (item["code"].get(code) != simdjson::SUCCESS) continue;
-      if (item["message"].get(message) != simdjson::SUCCESS) message = "";
+    for (size_t i = 0; i < xg2g_tls_report_count(report, list); ++i) {
       if (!all.empty()) all += "; ";
-      all += std::string(code) + ": " + std::string(message);
+      all += std::string(xg2g_tls_report_code(report, list, i)) + ": " +
+             xg2g_tls_report_message(report, list, i);
     }
     return all;
   };
-  bool valid = false;
-  if (doc["valid"].get(valid) != simdjson::SUCCESS || !valid) {
-    *error = "XG2G_TLS_CERT/XG2G_TLS_KEY: " + first_message("errors");
+  const bool valid = xg2g_tls_report_valid(report) != 0;
+  const std::string errors = findings(XG2G_TLS_ERRORS);
+  const std::string warnings = findings(XG2G_TLS_WARNINGS);
+  xg2g_tls_report_destroy(report);
+  if (!valid) {
+    *error = "XG2G_TLS_CERT/XG2G_TLS_KEY: " + errors;
     return false;
   }
-  const std::string warnings = first_message("warnings");
   if (!warnings.empty()) Log(2, "certificate " + cert + ": " + warnings);
   std::string read_error;
   if (!xg2gd::ReadFile(cert, &daemon->tls_cert_pem, &read_error) ||

@@ -83,6 +83,56 @@ XG2G_API(xg2g_status) xg2g_tls_check_options_init(xg2g_tls_check_options *opts,
 XG2G_API(xg2g_status) xg2g_tls_check(char **out_json, const char *cert_path,
                                      const char *key_path, const xg2g_tls_check_options *opts);
 
+/*
+ * The same check as xg2g_tls_check(), with the report as a handle read
+ * through the accessors below instead of JSON. *out is the caller's; end it
+ * with xg2g_tls_report_destroy(). Arguments, options and errors as for
+ * xg2g_tls_check(); a certificate that fails the check is still XG2G_OK.
+ * On failure *out is NULL. Thread-safe. Since 0.1.
+ */
+typedef struct xg2g_tls_report xg2g_tls_report;
+
+/* Which list of findings an accessor reads. */
+#define XG2G_TLS_ERRORS 0
+#define XG2G_TLS_WARNINGS 1
+
+XG2G_API(xg2g_status) xg2g_tls_check_report(xg2g_tls_report **out, const char *cert_path,
+                                            const char *key_path,
+                                            const xg2g_tls_check_options *opts);
+/* 1 when there is no error (warnings allowed); 0 otherwise or for NULL. */
+XG2G_API(int) xg2g_tls_report_valid(const xg2g_tls_report *report);
+/* Findings of one list (XG2G_TLS_ERRORS or XG2G_TLS_WARNINGS); 0 for another
+ * list or a NULL report. */
+XG2G_API(size_t) xg2g_tls_report_count(const xg2g_tls_report *report, int list);
+/* A finding's stable code ("CERT_EXPIRED"), the file it concerns and the
+ * sentence naming the reason. Borrowed, valid until the report is destroyed;
+ * NULL when the list or the index is out of range. */
+XG2G_API(const char *) xg2g_tls_report_code(const xg2g_tls_report *report, int list,
+                                            size_t index);
+XG2G_API(const char *) xg2g_tls_report_file(const xg2g_tls_report *report, int list,
+                                            size_t index);
+XG2G_API(const char *) xg2g_tls_report_message(const xg2g_tls_report *report, int list,
+                                               size_t index);
+/* The leaf's subject (RFC 2253); NULL when not known. Borrowed. */
+XG2G_API(const char *) xg2g_tls_report_subject(const xg2g_tls_report *report);
+/* The leaf's subject alternative names (DNS names and IP addresses). */
+XG2G_API(size_t) xg2g_tls_report_san_count(const xg2g_tls_report *report);
+/* Borrowed; NULL when out of range. */
+XG2G_API(const char *) xg2g_tls_report_san(const xg2g_tls_report *report, size_t index);
+/* The leaf's validity period in seconds since the epoch and the whole days
+ * left (negative once expired). Returns 1 and writes the non-NULL outputs
+ * when the leaf was read, else 0 and writes nothing. */
+XG2G_API(int) xg2g_tls_report_validity(const xg2g_tls_report *report, int64_t *not_before_unix,
+                                       int64_t *not_after_unix, int64_t *days_left);
+/* "RSA", "EC", "Ed25519", ...; NULL when not known. Borrowed. */
+XG2G_API(const char *) xg2g_tls_report_key_type(const xg2g_tls_report *report);
+/* The key size in bits (Ed25519: 253); 0 when not known. */
+XG2G_API(int) xg2g_tls_report_key_bits(const xg2g_tls_report *report);
+/* The report as the JSON of xg2g_tls_check() (free with xg2g_free).
+ * Errors: XG2G_EINVAL (NULL argument), XG2G_ENOMEM. */
+XG2G_API(xg2g_status) xg2g_tls_report_to_json(char **out_json, const xg2g_tls_report *report);
+XG2G_API(void) xg2g_tls_report_destroy(xg2g_tls_report *report);
+
 #ifdef __cplusplus
 }
 #endif

@@ -197,6 +197,113 @@ static void test_warning_options(void) {
   CHECK(json == NULL);
 }
 
+/* The typed report: the same facts and findings as the JSON, and accessors
+ * that answer NULL/0 instead of reading out of range. */
+static void test_typed_report(void) {
+  xg2g_tls_check_options opts = XG2G_TLS_CHECK_OPTIONS_INIT;
+  xg2g_tls_report *report = (xg2g_tls_report *)1;
+  char cert_path[4096];
+  char key_path[4096];
+  int64_t not_before = 0, not_after = 0, days_left = 0;
+  char *json = NULL;
+  char *direct = NULL;
+  opts.now_unix = NOW_2030;
+
+  CHECK_STATUS(xg2g_tls_check_report(&report, path("chain.pem", cert_path, sizeof cert_path),
+                                     path("leaf.key", key_path, sizeof key_path), &opts),
+               XG2G_OK);
+  CHECK(xg2g_tls_report_valid(report) == 1);
+  CHECK(xg2g_tls_report_count(report, XG2G_TLS_ERRORS) == 0);
+  CHECK(xg2g_tls_report_count(report, XG2G_TLS_WARNINGS) == 0);
+  CHECK(xg2g_tls_report_count(report, 7) == 0);
+  CHECK(xg2g_tls_report_subject(report) != NULL &&
+        strcmp(xg2g_tls_report_subject(report), "CN=localhost,O=libxg2g tests") == 0);
+  CHECK(xg2g_tls_report_san_count(report) == 4);
+  CHECK(xg2g_tls_report_san(report, 2) != NULL &&
+        strcmp(xg2g_tls_report_san(report, 2), "127.0.0.1") == 0);
+  CHECK(xg2g_tls_report_san(report, 4) == NULL);
+  CHECK(xg2g_tls_report_validity(report, &not_before, &not_after, &days_left) == 1);
+  CHECK(not_before == INT64_C(1704067200) && not_after == INT64_C(2524607999));
+  CHECK(days_left == 7304);
+  CHECK(xg2g_tls_report_validity(report, NULL, NULL, NULL) == 1);
+  CHECK(xg2g_tls_report_key_type(report) != NULL &&
+        strcmp(xg2g_tls_report_key_type(report), "RSA") == 0);
+  CHECK(xg2g_tls_report_key_bits(report) == 2048);
+  CHECK(xg2g_tls_report_code(report, XG2G_TLS_ERRORS, 0) == NULL);
+  /* The JSON of the handle is the JSON of the one-call check. */
+  CHECK_STATUS(xg2g_tls_report_to_json(&json, report), XG2G_OK);
+  CHECK_STATUS(xg2g_tls_check(&direct, cert_path, key_path, &opts), XG2G_OK);
+  CHECK(json != NULL && direct != NULL && strcmp(json, direct) == 0);
+  xg2g_free(json);
+  xg2g_free(direct);
+  xg2g_tls_report_destroy(report);
+
+  /* Errors and warnings, each with its code, file and reason. */
+  opts.now_unix = 0;
+  CHECK_STATUS(xg2g_tls_check_report(&report, path("expired.pem", cert_path, sizeof cert_path),
+                                     path("rsa1024.key", key_path, sizeof key_path), &opts),
+               XG2G_OK);
+  CHECK(xg2g_tls_report_valid(report) == 0);
+  CHECK(xg2g_tls_report_count(report, XG2G_TLS_ERRORS) >= 2);
+  {
+    int expired = 0, mismatch = 0;
+    for (size_t i = 0; i < xg2g_tls_report_count(report, XG2G_TLS_ERRORS); ++i) {
+      const char *code = xg2g_tls_report_code(report, XG2G_TLS_ERRORS, i);
+      const char *file = xg2g_tls_report_file(report, XG2G_TLS_ERRORS, i);
+      const char *message = xg2g_tls_report_message(report, XG2G_TLS_ERRORS, i);
+      CHECK(code != NULL && file != NULL && message != NULL && message[0] != '\0');
+      if (code != NULL && strcmp(code, "CERT_EXPIRED") == 0) {
+        expired = 1;
+        CHECK(strstr(file, "expired.pem") != NULL);
+      }
+      if (code != NULL && strcmp(code, "KEY_MISMATCH") == 0) mismatch = 1;
+    }
+    CHECK(expired && mismatch);
+  }
+  CHECK(xg2g_tls_report_code(report, XG2G_TLS_ERRORS,
+                             xg2g_tls_report_count(report, XG2G_TLS_ERRORS)) == NULL);
+  CHECK(xg2g_tls_report_message(report, -1, 0) == NULL);
+  xg2g_tls_report_destroy(report);
+
+  opts.now_unix = NOW_2030;
+  CHECK_STATUS(xg2g_tls_check_report(&report, path("selfsigned.pem", cert_path, sizeof cert_path),
+                                     path("selfsigned.key", key_path, sizeof key_path), &opts),
+               XG2G_OK);
+  CHECK(xg2g_tls_report_valid(report) == 1);
+  CHECK(xg2g_tls_report_count(report, XG2G_TLS_WARNINGS) == 1);
+  CHECK(xg2g_tls_report_code(report, XG2G_TLS_WARNINGS, 0) != NULL &&
+        strcmp(xg2g_tls_report_code(report, XG2G_TLS_WARNINGS, 0), "SELF_SIGNED") == 0);
+  xg2g_tls_report_destroy(report);
+
+  /* A certificate file that is not there: no facts about the leaf (the key
+   * file is still read). */
+  CHECK_STATUS(xg2g_tls_check_report(&report, path("missing.pem", cert_path, sizeof cert_path),
+                                     key_path, &opts),
+               XG2G_OK);
+  CHECK(xg2g_tls_report_valid(report) == 0);
+  CHECK(xg2g_tls_report_code(report, XG2G_TLS_ERRORS, 0) != NULL &&
+        strcmp(xg2g_tls_report_code(report, XG2G_TLS_ERRORS, 0), "FILE_NOT_FOUND") == 0);
+  CHECK(xg2g_tls_report_subject(report) == NULL && xg2g_tls_report_san_count(report) == 0);
+  not_before = 42;
+  CHECK(xg2g_tls_report_validity(report, &not_before, NULL, NULL) == 0 && not_before == 42);
+  xg2g_tls_report_destroy(report);
+
+  /* Bad arguments, and NULL handles read as empty. */
+  report = (xg2g_tls_report *)1;
+  CHECK_STATUS(xg2g_tls_check_report(&report, NULL, key_path, &opts), XG2G_EINVAL);
+  CHECK(report == NULL);
+  CHECK_ERROR_MENTIONS("cert_path");
+  opts.version = 9;
+  CHECK_STATUS(xg2g_tls_check_report(&report, cert_path, key_path, &opts), XG2G_EVERSION);
+  CHECK(report == NULL);
+  CHECK_STATUS(xg2g_tls_check_report(NULL, cert_path, key_path, NULL), XG2G_EINVAL);
+  CHECK_STATUS(xg2g_tls_report_to_json(&json, NULL), XG2G_EINVAL);
+  CHECK(json == NULL);
+  CHECK(xg2g_tls_report_valid(NULL) == 0 && xg2g_tls_report_count(NULL, 0) == 0);
+  CHECK(xg2g_tls_report_san_count(NULL) == 0 && xg2g_tls_report_key_bits(NULL) == 0);
+  xg2g_tls_report_destroy(NULL);
+}
+
 int main(int argc, char **argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s DIR (the output of make-fixtures.sh)\n", argv[0]);
@@ -208,6 +315,7 @@ int main(int argc, char **argv) {
   test_report_facts();
   test_passphrases();
   test_warning_options();
+  test_typed_report();
   printf("%d checks, %d failed\n", checks, failures);
   return failures == 0 ? 0 : 1;
 }

@@ -62,6 +62,7 @@ def test_help_and_usage():
     check(top.returncode == 0 and "exit codes:" in top.stdout, "--help lists exit codes", top)
     for words in (["sessions", "list"], ["sessions", "show"], ["sessions", "stop"],
                   ["leases", "list"], ["start"], ["store", "check"], ["token", "new"],
+                  ["tls", "check"],
                   ["selfcheck"], ["version"]):
         result = run(*words, "--help")
         check(result.returncode == 0 and result.stdout.startswith("usage: xg2g " + words[0]),
@@ -244,6 +245,97 @@ def test_token():
               f"token new {bad}", result)
 
 
+def test_tls(tmp):
+    fixtures = os.path.join(tmp, "tls")
+    os.mkdir(fixtures)
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "tls",
+                          "make-fixtures.sh")
+    made = subprocess.run(["sh", script, fixtures], capture_output=True, text=True, timeout=120)
+    check(made.returncode == 0, "TLS fixtures generated", made)
+    if made.returncode != 0:
+        return
+
+    def tls(cert, key, *extra):
+        return run("tls", "check", "--cert", os.path.join(fixtures, cert),
+                   "--key", os.path.join(fixtures, key), *extra)
+
+    def codes(doc, kind):
+        return [f["code"] for f in doc[kind]] if doc is not None else None
+
+    clean = tls("chain.pem", "leaf.key")
+    check(clean.returncode == 0 and clean.stdout.startswith(os.path.join(fixtures, "chain.pem") +
+                                                            ": valid\n"), "tls check clean", clean)
+    check(re.search(r"^subject +CN=localhost,O=libxg2g tests$", clean.stdout, re.M) is not None and
+          re.search(r"^key +RSA 2048 bits$", clean.stdout, re.M) is not None and
+          "2049-12-31T23:59:59Z" in clean.stdout, "tls check facts", clean)
+    doc = as_json(tls("chain.pem", "leaf.key", "--json"), "tls check --json")
+    check(doc is not None and doc["valid"] is True and doc["errors"] == [] and
+          doc["warnings"] == [] and doc["sans"] == ["localhost", "xg2g.test", "127.0.0.1", "::1"]
+          and doc["not_after"] == "2049-12-31T23:59:59Z" and doc["key_type"] == "RSA" and
+          doc["key_bits"] == 2048 and isinstance(doc["days_left"], int), f"tls --json {doc!r}")
+
+    for cert, key, code in (("selfsigned.pem", "selfsigned.key", "SELF_SIGNED"),
+                            ("rsa1024.pem", "rsa1024.key", "KEY_WEAK")):
+        warned = tls(cert, key)
+        check(warned.returncode == 1 and re.search(rf"^warning +{code} ", warned.stdout, re.M),
+              f"tls check {cert}: warning {code}", warned)
+        doc = as_json(tls(cert, key, "--json"), f"tls check {cert} --json")
+        check(doc is not None and doc["valid"] is True and code in codes(doc, "warnings"),
+              f"tls check {cert} --json {doc!r}")
+
+    # (certificate, key, error code, the file the error names)
+    for cert, key, code, named in (("expired.pem", "leaf.key", "CERT_EXPIRED", "expired.pem"),
+                                   ("notyet.pem", "leaf.key", "CERT_NOT_YET_VALID", "notyet.pem"),
+                                   ("chain-reversed.pem", "leaf.key", "CHAIN_ORDER",
+                                    "chain-reversed.pem"),
+                                   ("leaf.pem", "other.key", "KEY_MISMATCH", "other.key"),
+                                   ("leaf.der", "leaf.key", "FILE_NOT_PEM", "leaf.der"),
+                                   ("no-such.pem", "leaf.key", "FILE_NOT_FOUND", "no-such.pem"),
+                                   ("chain.pem", "encrypted.key", "KEY_ENCRYPTED",
+                                    "encrypted.key")):
+        bad = tls(cert, key)
+        line = rf"^error +{code} +{re.escape(os.path.join(fixtures, named))}: \S"
+        check(bad.returncode == 2 and ": invalid," in bad.stdout and
+              re.search(line, bad.stdout, re.M) is not None,
+              f"tls check {cert}/{key}: error {code} naming {named}", bad)
+        doc = as_json(tls(cert, key, "--json"), f"tls check {cert} --json")
+        check(doc is not None and doc["valid"] is False and code in codes(doc, "errors"),
+              f"tls check {cert}/{key} --json {doc!r}")
+
+    # Expiry: a fresh 365-day certificate warns only when both limits allow.
+    quiet = tls("current.pem", "leaf.key", "--warn-days", "400")
+    check(quiet.returncode == 0, "365 days left, 0.33 of the lifetime: no warning", quiet)
+    expiring = as_json(tls("current.pem", "leaf.key", "--warn-days", "400", "--warn-fraction", "1",
+                           "--json"), "tls check expiring")
+    check(expiring is not None and codes(expiring, "warnings") == ["CERT_EXPIRING"],
+          f"365 days left within 400 days and the whole lifetime {expiring!r}")
+
+    secret = os.path.join(tmp, "passphrase")
+    with open(secret, "w") as f:
+        f.write("secret\n")
+    unlocked = tls("chain.pem", "encrypted.key", "--passphrase-file", secret)
+    check(unlocked.returncode == 0 and "secret" not in unlocked.stdout + unlocked.stderr,
+          "tls check with a passphrase file", unlocked)
+    with open(secret, "w") as f:
+        f.write("not it\n")
+    wrong = as_json(tls("chain.pem", "encrypted.key", "--passphrase-file", secret, "--json"),
+                    "wrong passphrase")
+    check(wrong is not None and codes(wrong, "errors") == ["KEY_PASSPHRASE_WRONG"],
+          f"wrong passphrase {wrong!r}")
+
+    for bad in (["tls", "check", "--key", "k.pem"], ["tls", "check", "--cert", "c.pem"],
+                ["tls", "check", "--cert", "c", "--key", "k", "--warn-days", "x"],
+                ["tls", "check", "--cert", "c", "--key", "k", "--warn-days", "0"],
+                ["tls", "check", "--cert", "c", "--key", "k", "--warn-fraction", "1.5"],
+                ["tls", "check", "--cert", "c", "--key", "k", "--warn-fraction", "nan"],
+                ["tls", "check", "--cert", "c", "--key", "k", "--passphrase-file",
+                 os.path.join(tmp, "none")],
+                ["tls", "check", "--cert", "c", "--key", "k", "--bogus"]):
+        result = run(*bad)
+        check(result.returncode == 2 and result.stderr.startswith("xg2g tls check:") and
+              result.stdout == "", f"usage {bad[2:]}", result)
+
+
 def main():
     with tempfile.TemporaryDirectory() as tmp:
         test_version()
@@ -252,6 +344,7 @@ def main():
         test_selfcheck(tmp)
         test_sessions_and_leases(tmp)
         test_token()
+        test_tls(tmp)
     for f in FAILURES:
         print("FAIL: " + f)
     print(f"{CHECKS - len(FAILURES)} passed, {len(FAILURES)} failed")
