@@ -94,9 +94,14 @@ struct Request {
 void* OnUri(void* cls, const char* uri, MHD_Connection*) {
   auto* daemon = static_cast<Daemon*>(cls);
   auto* request = new Request{daemon, uri ? uri : "", {}, false, false};
-  std::lock_guard<std::mutex> lock(daemon->mu);
-  ++daemon->in_flight;
-  request->counted = true;
+  int in_flight;
+  {
+    std::lock_guard<std::mutex> lock(daemon->mu);
+    in_flight = ++daemon->in_flight;
+    request->counted = true;
+  }
+  // The count only: the target may carry a query token.
+  if (g_log_level == 0) Log(0, "request arrived (" + std::to_string(in_flight) + " in flight)");
   return request;
 }
 
@@ -506,12 +511,13 @@ int Run(Daemon& d) {
     break;
   }
 
-  Log(1, "stopping: no new connections; finishing requests in flight");
   d.closing.store(true);
   MHD_socket listener = MHD_quiesce_daemon(d.http);
   if (listener != MHD_INVALID_SOCKET) close(listener);
   {
     std::unique_lock<std::mutex> lock(d.mu);
+    Log(1, "stopping: listener closed; finishing " + std::to_string(d.in_flight) +
+               " request(s) in flight");
     if (!d.idle.wait_for(lock, std::chrono::seconds(20), [&] { return d.in_flight == 0; })) {
       Log(2, std::to_string(d.in_flight) + " request(s) still open after 20 s; closing them");
     }

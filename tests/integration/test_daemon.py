@@ -8,6 +8,7 @@ on a spare port and stopped by pid.
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -230,8 +231,19 @@ def test_idempotent_replay_and_busy_tuners(daemons):
     assert status == 202
 
 
+def wait_for_log(d, pattern, timeout=10):
+    """Waits until the daemon's log matches `pattern` (a regex); returns the match."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = re.search(pattern, d.log())
+        if found:
+            return found
+        time.sleep(0.02)
+    raise AssertionError(f"no log line matching {pattern!r} within {timeout} s:\n{d.log()}")
+
+
 def test_graceful_shutdown_finishes_requests_in_flight(daemons):
-    d = daemons()
+    d = daemons({"XG2G_LOG_LEVEL": "debug"})
     # Open requests whose bodies are still on their way when SIGTERM comes.
     socks = []
     for i in range(3):
@@ -241,9 +253,9 @@ def test_graceful_shutdown_finishes_requests_in_flight(daemons):
                    f"\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
                    ).encode() + payload[:5])
         socks.append((s, payload))
-    time.sleep(0.3)  # the daemon has the headers
+    wait_for_log(d, r"request arrived \(3 in flight\)")  # the daemon has all three
     d.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
+    wait_for_log(d, r"listener closed; finishing 3 request\(s\) in flight")
     # New connections are refused once the listener closed...
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", d.port), timeout=2).close()
