@@ -193,19 +193,6 @@ MHD_Result OnRequest(void* cls, MHD_Connection* connection, const char*, const c
   }
   size_t size = 0;
   const char* body = xg2g_http_response_get_body(answer, &size);
-  std::string with_breakers;
-  if (xg2g_http_response_get_status(answer) == 200 && request->target.rfind("/metrics", 0) == 0 &&
-      (request->target.size() == 8 || request->target[8] == '?')) {
-    // The receivers' circuit breakers belong on the same page.
-    char* breakers = nullptr;
-    if (xg2g_circuit_breaker_get_metrics(&breakers) == XG2G_OK && breakers[0] != '\0') {
-      with_breakers.assign(body, size);
-      with_breakers += breakers;
-      body = with_breakers.data();
-      size = with_breakers.size();
-    }
-    xg2g_free(breakers);
-  }
   MHD_Response* response =
       MHD_create_response_from_buffer(size, const_cast<char*>(body), MHD_RESPMEM_MUST_COPY);
   for (size_t i = 0, n = xg2g_http_response_get_header_count(answer); i < n; ++i) {

@@ -16,6 +16,9 @@
  * security headers, rate limiting per client IP (with trusted proxies and an
  * allow-list), token auth (Bearer header, xg2g_session cookie, and, only if
  * enabled, the deprecated ?token= parameter), audit events and metrics.
+ * /metrics serves the handler's and the engine's series and those of every
+ * circuit breaker in the process (the same text as
+ * xg2g_circuit_breaker_get_metrics()), so a host needs to add nothing.
  * Steps run in this order: route (404, 405), rate limit (429), auth (401,
  * 403), body size (413), validation (400), the operation; a request refused
  * before the operation changes nothing in the store. docs/http.md describes

@@ -281,6 +281,7 @@ HttpHandler::HttpHandler(Engine* engine, HttpPolicy policy, HttpHandlerOptions o
       clock_(options.clock != nullptr ? options.clock : engine->clock()),
       audit_(std::move(options.audit)),
       readiness_(std::move(options.readiness)),
+      breakers_(options.breakers),
       metrics_(std::make_unique<MetricsRegistry>()),
       policy_(std::make_shared<const HttpPolicy>(std::move(policy))),
       request_id_prefix_(RandomHex(8)) {
@@ -546,6 +547,7 @@ void HttpHandler::Dispatch(Context& ctx, HttpResponse& response) {
       return;
     }
     response.body = metrics_->Render();
+    if (breakers_ != nullptr) AppendCircuitBreakerMetrics(response.body, breakers_->Snapshots());
     response.headers.emplace_back("Content-Type", kPrometheusContentType);
     return;
   }

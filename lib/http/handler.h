@@ -36,6 +36,7 @@
 #include "lib/observe/metrics.h"
 #include "lib/ratelimit/ip.h"
 #include "lib/ratelimit/limiter.h"
+#include "lib/upstream/circuit_breaker.h"
 
 namespace xg2g {
 
@@ -83,6 +84,9 @@ struct HttpHandlerOptions {
   std::shared_ptr<AuditSink> audit;  // null: no audit
   ReadinessCheck readiness;          // null: only the store is checked
   Clock* clock = nullptr;  // null: the engine's clock (rate limits, audit times)
+  // Circuit breakers whose series /metrics appends (state and trips per
+  // breaker name); null: none. Must outlive the handler.
+  const CircuitBreakerRegistry* breakers = &CircuitBreakerRegistry::Default();
 };
 
 class HttpHandler {
@@ -135,6 +139,7 @@ class HttpHandler {
   Clock* const clock_;
   const std::shared_ptr<AuditSink> audit_;
   const ReadinessCheck readiness_;
+  const CircuitBreakerRegistry* const breakers_;
   const std::unique_ptr<MetricsRegistry> metrics_;
 
   mutable std::mutex policy_mu_;

@@ -123,6 +123,9 @@ struct Fixture {
     bool allow_query_tokens = false;
     bool fault_store = false;
     std::string tuner_slots = "0-3";
+    // The breakers /metrics lists; null (the default here) keeps the tests
+    // independent of the process-wide registry.
+    const CircuitBreakerRegistry* breakers = nullptr;
   };
 
   Fixture() : Fixture(Options{}) {}
@@ -150,6 +153,7 @@ struct Fixture {
     HttpHandlerOptions handler_options;
     handler_options.audit = audit;
     handler_options.readiness = [this]() -> absl::Status { return readiness; };
+    handler_options.breakers = options.breakers;
     auto h = HttpHandler::Create(engine.get(), std::move(*policy), std::move(handler_options));
     REQUIRE(h.ok());
     handler = std::move(*h);

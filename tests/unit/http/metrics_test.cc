@@ -126,5 +126,42 @@ TEST_CASE("promtool check metrics passes on the handler's /metrics answer") {
   CHECK(rc == 0);
 }
 
+TEST_CASE("/metrics lists the circuit breakers of the handler's registry") {
+  FakeClock clock;
+  CircuitBreakerRegistry registry;
+  CircuitBreakerOptions breaker_options;
+  breaker_options.failure_threshold = 2;
+  CircuitBreaker breaker("receiver", breaker_options, &clock, {}, &registry);
+  Fixture::Options options;
+  options.breakers = &registry;
+  Fixture f(options);
+
+  std::string text = f.Do(Get("/metrics")).body;
+  CHECK(Contains(text, "# TYPE xg2g_circuit_breaker_state gauge\n"));
+  CHECK(Contains(text, "xg2g_circuit_breaker_state{name=\"receiver\"} 0\n"));
+  CHECK(Contains(text,
+                 "xg2g_circuit_breaker_trips_total{name=\"receiver\",reason=\"consecutive_failures\"} 0\n"));
+
+  for (int i = 0; i < 2; ++i) {
+    absl::StatusOr<CircuitBreaker::Permit> permit = breaker.Allow();
+    REQUIRE(permit.ok());
+    permit->Record(UnavailableError("receiver down"));
+  }
+  text = f.Do(Get("/metrics")).body;
+  CHECK(Contains(text, "xg2g_circuit_breaker_state{name=\"receiver\"} 2\n"));
+  CHECK(Contains(text,
+                 "xg2g_circuit_breaker_trips_total{name=\"receiver\",reason=\"consecutive_failures\"} 1\n"));
+  std::string output;
+  const int rc = Promtool(text, output);
+  if (rc != -1) {
+    INFO("promtool said:\n", output, "\non:\n", text);
+    CHECK(rc == 0);
+  }
+
+  // Without a registry, no breaker series at all.
+  Fixture plain;
+  CHECK_FALSE(Contains(plain.Do(Get("/metrics")).body, "xg2g_circuit_breaker"));
+}
+
 }  // namespace
 }  // namespace xg2g
