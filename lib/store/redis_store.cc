@@ -491,7 +491,8 @@ absl::Status RedisStore::ReplyError(const redisReply& reply, std::string_view wh
 
 absl::StatusOr<RedisReplyPtr> RedisStore::Eval(ScriptId id,
                                                const std::vector<std::string_view>& keys,
-                                               const std::vector<std::string_view>& args) {
+                                               const std::vector<std::string_view>& args,
+                                               std::string_view what) {
   const Script& script = scripts_[id];
   const std::string key_count = std::to_string(keys.size());
   RedisArgs command;
@@ -509,11 +510,23 @@ absl::StatusOr<RedisReplyPtr> RedisStore::Eval(ScriptId id,
       // again. The digest is the script's SHA-1, the same as before.
       XG2G_ASSIGN_OR_RETURN(RedisReplyPtr loaded,
                             pool_.Command({"SCRIPT", "LOAD", script.source}));
-      if (loaded->type == REDIS_REPLY_ERROR) return loaded;
+      if (loaded->type == REDIS_REPLY_ERROR) return ReplyError(*loaded, what);
       continue;
     }
-    return reply;
+    return ReplyError(*reply, what);
   }
+}
+
+absl::StatusOr<RedisStore::Outcome> RedisStore::EvalOutcome(
+    ScriptId id, const std::vector<std::string_view>& keys,
+    const std::vector<std::string_view>& args, std::string_view what) {
+  Outcome out;
+  XG2G_ASSIGN_OR_RETURN(out.reply, Eval(id, keys, args, what));
+  out.result = ArrayOf(*out.reply, 1);
+  if (out.result == nullptr || !ReadInt(*out.result->element[0], out.code)) {
+    return Unexpected(where(), what);
+  }
+  return out;
 }
 
 absl::StatusOr<SessionRecord> RedisStore::DecodeStored(std::string_view id, std::string_view key,
@@ -563,11 +576,9 @@ absl::Status RedisStore::PutSession(const SessionRecord& record) {
   const std::string key = SessionKey(record.session_id);
   const std::string ids = SessionIndexKey();
   const std::string revision = RevisionKey();
-  XG2G_ASSIGN_OR_RETURN(RedisReplyPtr reply, Eval(kPut, {key, ids, revision},
-                                                  {record.session_id, json.head, json.tail}));
   const std::string what = fmt::format("session '{}'", record.session_id);
-  if (reply->type == REDIS_REPLY_ERROR) return ReplyError(*reply, what);
-  return absl::OkStatus();
+  return Eval(kPut, {key, ids, revision}, {record.session_id, json.head, json.tail}, what)
+      .status();
 }
 
 absl::StatusOr<SessionRecord> RedisStore::GetSession(std::string_view id) {
@@ -600,29 +611,25 @@ absl::StatusOr<SessionRecord> RedisStore::UpdateSession(std::string_view id,
                                       id, copy.session_id));
     }
     XG2G_ASSIGN_OR_RETURN(SplitJson json, SplitAtRevision(copy));
-    XG2G_ASSIGN_OR_RETURN(RedisReplyPtr reply, Eval(kCas, {key, ids, revision},
-                                                    {id, read_revision, json.head, json.tail}));
-    if (reply->type == REDIS_REPLY_ERROR) return ReplyError(*reply, what);
-    const redisReply* result = ArrayOf(*reply, 1);
-    int outcome = -1;
-    if (result == nullptr || !ReadInt(*result->element[0], outcome)) {
-      return Unexpected(where(), "an update");
-    }
-    switch (outcome) {
+    XG2G_ASSIGN_OR_RETURN(Outcome answer, EvalOutcome(kCas, {key, ids, revision},
+                                                      {id, read_revision, json.head, json.tail},
+                                                      what));
+    const redisReply* result = answer.result;
+    switch (answer.code) {
       case 0:
         return NotFoundError(fmt::format("session '{}' was deleted during the update", id));
       case 1:
         continue;  // lost a race: mutate the fresh copy
       case 2:
         if (result->elements < 2 || !ReadInt(*result->element[1], copy.revision)) {
-          return Unexpected(where(), "an update");
+          return Unexpected(where(), what);
         }
         return copy;
       case 3:
         return CorruptError(fmt::format(
             "session '{}': redis key '{}' holds a record without a revision", id, key));
       default:
-        return Unexpected(where(), "an update");
+        return Unexpected(where(), what);
     }
   }
   return ConflictError(fmt::format(
@@ -634,10 +641,10 @@ absl::Status RedisStore::DeleteSession(std::string_view id) {
   XG2G_RETURN_IF_ERROR(ValidateSessionId(id));
   const std::string key = SessionKey(id);
   const std::string ids = SessionIndexKey();
-  XG2G_ASSIGN_OR_RETURN(RedisReplyPtr reply, Eval(kDelete, {key, ids}, {id}));
-  if (reply->type == REDIS_REPLY_ERROR) return ReplyError(*reply, fmt::format("session '{}'", id));
+  const std::string what = fmt::format("session '{}'", id);
+  XG2G_ASSIGN_OR_RETURN(RedisReplyPtr reply, Eval(kDelete, {key, ids}, {id}, what));
   int64_t deleted = 0;
-  if (!ReadInt(*reply, deleted)) return Unexpected(where(), "a delete");
+  if (!ReadInt(*reply, deleted)) return Unexpected(where(), what);
   return deleted > 0 ? absl::OkStatus() : SessionNotFound(id);
 }
 
@@ -652,8 +659,8 @@ absl::Status RedisStore::ScanSessions(const Visitor& visit) {
   std::vector<SessionRecord> page;
   for (bool more = true; more;) {
     page.clear();
-    XG2G_ASSIGN_OR_RETURN(RedisReplyPtr reply, Eval(kScan, {ids}, {after, count, records}));
-    if (reply->type == REDIS_REPLY_ERROR) return ReplyError(*reply, "session scan");
+    XG2G_ASSIGN_OR_RETURN(RedisReplyPtr reply,
+                          Eval(kScan, {ids}, {after, count, records}, "session scan"));
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements % 2 != 0) {
       return Unexpected(where(), "a session scan");
     }
@@ -702,8 +709,7 @@ absl::StatusOr<SessionPage> RedisStore::ListSessions(size_t offset, size_t limit
   const std::string ids = SessionIndexKey();
   const std::string records = sessions_ + "rec:";
   XG2G_ASSIGN_OR_RETURN(RedisReplyPtr reply,
-                        Eval(kList, {ids}, {offset_text, limit_text, records}));
-  if (reply->type == REDIS_REPLY_ERROR) return ReplyError(*reply, "session list");
+                        Eval(kList, {ids}, {offset_text, limit_text, records}, "session list"));
   const redisReply* list = ArrayOf(*reply, 1);
   SessionPage page;
   if (list == nullptr || list->elements % 2 != 1 || !ReadInt(*list->element[0], page.total)) {
@@ -741,23 +747,18 @@ absl::StatusOr<IdempotencyOutcome> RedisStore::PutSessionWithIdempotency(
   const std::string ids = SessionIndexKey();
   const std::string revision = RevisionKey();
   const std::string ttl = std::to_string(ttl_ms);
-  XG2G_ASSIGN_OR_RETURN(
-      RedisReplyPtr reply,
-      Eval(kPutIdem, {idem, rec, ids, revision},
-           {fingerprint, ttl, record.session_id, json.head, json.tail}));
   const std::string what = fmt::format("idempotency key '{}'", key);
-  if (reply->type == REDIS_REPLY_ERROR) return ReplyError(*reply, what);
-  const redisReply* result = ArrayOf(*reply, 1);
-  int outcome = -1;
-  if (result == nullptr || !ReadInt(*result->element[0], outcome)) {
-    return Unexpected(where(), what);
-  }
+  XG2G_ASSIGN_OR_RETURN(Outcome answer,
+                        EvalOutcome(kPutIdem, {idem, rec, ids, revision},
+                                    {fingerprint, ttl, record.session_id, json.head, json.tail},
+                                    what));
+  const redisReply* result = answer.result;
   IdempotencyOutcome out;
-  if (outcome == 1) {
+  if (answer.code == 1) {
     out.stored = true;
     return out;
   }
-  if (outcome != 0 || result->elements < 4 || !IsText(*result->element[1]) ||
+  if (answer.code != 0 || result->elements < 4 || !IsText(*result->element[1]) ||
       !IsText(*result->element[2]) || !ReadInt(*result->element[3], out.existing.expires_at_ms)) {
     return Unexpected(where(), what);
   }
@@ -769,15 +770,10 @@ absl::StatusOr<IdempotencyOutcome> RedisStore::PutSessionWithIdempotency(
 absl::StatusOr<IdempotencyEntry> RedisStore::GetIdempotency(std::string_view key) {
   XG2G_RETURN_IF_ERROR(ValidateIdempotencyKey(key));
   const std::string idem = IdempotencyKey(key);
-  XG2G_ASSIGN_OR_RETURN(RedisReplyPtr reply, Eval(kGetIdem, {idem}, {}));
   const std::string what = fmt::format("idempotency key '{}'", key);
-  if (reply->type == REDIS_REPLY_ERROR) return ReplyError(*reply, what);
-  const redisReply* result = ArrayOf(*reply, 1);
-  int outcome = -1;
-  if (result == nullptr || !ReadInt(*result->element[0], outcome)) {
-    return Unexpected(where(), what);
-  }
-  if (outcome == 0) return IdempotencyNotFound(key);
+  XG2G_ASSIGN_OR_RETURN(Outcome answer, EvalOutcome(kGetIdem, {idem}, {}, what));
+  const redisReply* result = answer.result;
+  if (answer.code == 0) return IdempotencyNotFound(key);
   IdempotencyEntry entry;
   if (result->elements < 4 || !IsText(*result->element[1]) || !IsText(*result->element[2]) ||
       !ReadInt(*result->element[3], entry.expires_at_ms)) {
@@ -791,9 +787,8 @@ absl::StatusOr<IdempotencyEntry> RedisStore::GetIdempotency(std::string_view key
 absl::Status RedisStore::DeleteIdempotency(std::string_view key) {
   XG2G_RETURN_IF_ERROR(ValidateIdempotencyKey(key));
   const std::string idem = IdempotencyKey(key);
-  XG2G_ASSIGN_OR_RETURN(RedisReplyPtr reply, Eval(kDeleteIdem, {idem}, {}));
   const std::string what = fmt::format("idempotency key '{}'", key);
-  if (reply->type == REDIS_REPLY_ERROR) return ReplyError(*reply, what);
+  XG2G_ASSIGN_OR_RETURN(RedisReplyPtr reply, Eval(kDeleteIdem, {idem}, {}, what));
   int64_t deleted = 0;
   if (!ReadInt(*reply, deleted)) return Unexpected(where(), what);
   return deleted > 0 ? absl::OkStatus() : IdempotencyNotFound(key);
@@ -802,6 +797,17 @@ absl::Status RedisStore::DeleteIdempotency(std::string_view key) {
 // -------------------------------------------------------------------- leases
 
 namespace {
+
+// The renew and release scripts answer 0 when nobody holds the lease and
+// {1, holder} when another owner does.
+absl::Status NotHeldByOwner(int code, const redisReply& result, std::string_view key,
+                            std::string_view owner, std::string_view what,
+                            std::string_view where) {
+  if (code == 0) return NotHeldError(key);
+  if (code != 1) return absl::OkStatus();
+  if (result.elements < 2 || !IsText(*result.element[1])) return Unexpected(where, what);
+  return HeldByOtherError(key, Text(*result.element[1]), owner);
+}
 
 // {token, exp} at `at` and `at + 1` of a script's answer.
 bool ReadGrant(const redisReply& result, size_t at, LeaseGrant& grant) {
@@ -819,16 +825,11 @@ absl::StatusOr<LeaseGrant> RedisStore::AcquireLease(std::string_view key, std::s
   const std::string fence = FenceKey(key);
   const std::string index = LeaseIndexKey();
   const std::string ttl = std::to_string(ttl_ms);
-  XG2G_ASSIGN_OR_RETURN(RedisReplyPtr reply,
-                        Eval(kAcquire, {lease, fence, index}, {key, owner, ttl}));
   const std::string what = fmt::format("lease '{}'", key);
-  if (reply->type == REDIS_REPLY_ERROR) return ReplyError(*reply, what);
-  const redisReply* result = ArrayOf(*reply, 1);
-  int outcome = -1;
-  if (result == nullptr || !ReadInt(*result->element[0], outcome)) {
-    return Unexpected(where(), what);
-  }
-  if (outcome == 0) {
+  XG2G_ASSIGN_OR_RETURN(Outcome answer,
+                        EvalOutcome(kAcquire, {lease, fence, index}, {key, owner, ttl}, what));
+  const redisReply* result = answer.result;
+  if (answer.code == 0) {
     int64_t deadline = 0;
     int64_t now = 0;
     if (result->elements < 4 || !IsText(*result->element[1]) ||
@@ -839,7 +840,7 @@ absl::StatusOr<LeaseGrant> RedisStore::AcquireLease(std::string_view key, std::s
                                  Text(*result->element[1]), deadline - now));
   }
   LeaseGrant grant;
-  if ((outcome != 1 && outcome != 2) || !ReadGrant(*result, 1, grant)) {
+  if ((answer.code != 1 && answer.code != 2) || !ReadGrant(*result, 1, grant)) {
     return Unexpected(where(), what);
   }
   return grant;
@@ -852,21 +853,13 @@ absl::StatusOr<LeaseGrant> RedisStore::RenewLease(std::string_view key, std::str
   const std::string lease = LeaseKey(key);
   const std::string index = LeaseIndexKey();
   const std::string ttl = std::to_string(ttl_ms);
-  XG2G_ASSIGN_OR_RETURN(RedisReplyPtr reply, Eval(kRenew, {lease, index}, {key, owner, ttl}));
   const std::string what = fmt::format("lease '{}'", key);
-  if (reply->type == REDIS_REPLY_ERROR) return ReplyError(*reply, what);
-  const redisReply* result = ArrayOf(*reply, 1);
-  int outcome = -1;
-  if (result == nullptr || !ReadInt(*result->element[0], outcome)) {
-    return Unexpected(where(), what);
-  }
-  if (outcome == 0) return NotHeldError(key);
-  if (outcome == 1) {
-    if (result->elements < 2 || !IsText(*result->element[1])) return Unexpected(where(), what);
-    return HeldByOtherError(key, Text(*result->element[1]), owner);
-  }
+  XG2G_ASSIGN_OR_RETURN(Outcome answer,
+                        EvalOutcome(kRenew, {lease, index}, {key, owner, ttl}, what));
+  XG2G_RETURN_IF_ERROR(
+      NotHeldByOwner(answer.code, *answer.result, key, owner, what, where()));
   LeaseGrant grant;
-  if (outcome != 2 || !ReadGrant(*result, 1, grant)) return Unexpected(where(), what);
+  if (answer.code != 2 || !ReadGrant(*answer.result, 1, grant)) return Unexpected(where(), what);
   return grant;
 }
 
@@ -874,38 +867,25 @@ absl::Status RedisStore::ReleaseLease(std::string_view key, std::string_view own
   XG2G_RETURN_IF_ERROR(ValidateLeaseArgs(key, owner));
   const std::string lease = LeaseKey(key);
   const std::string index = LeaseIndexKey();
-  XG2G_ASSIGN_OR_RETURN(RedisReplyPtr reply, Eval(kRelease, {lease, index}, {key, owner}));
   const std::string what = fmt::format("lease '{}'", key);
-  if (reply->type == REDIS_REPLY_ERROR) return ReplyError(*reply, what);
-  const redisReply* result = ArrayOf(*reply, 1);
-  int outcome = -1;
-  if (result == nullptr || !ReadInt(*result->element[0], outcome)) {
-    return Unexpected(where(), what);
-  }
-  if (outcome == 0) return NotHeldError(key);
-  if (outcome == 1) {
-    if (result->elements < 2 || !IsText(*result->element[1])) return Unexpected(where(), what);
-    return HeldByOtherError(key, Text(*result->element[1]), owner);
-  }
-  if (outcome != 2) return Unexpected(where(), what);
+  XG2G_ASSIGN_OR_RETURN(Outcome answer,
+                        EvalOutcome(kRelease, {lease, index}, {key, owner}, what));
+  XG2G_RETURN_IF_ERROR(
+      NotHeldByOwner(answer.code, *answer.result, key, owner, what, where()));
+  if (answer.code != 2) return Unexpected(where(), what);
   return absl::OkStatus();
 }
 
 absl::StatusOr<LeaseInfo> RedisStore::GetLease(std::string_view key) {
   if (key.empty()) return InvalidError("lease key is empty");
   const std::string lease = LeaseKey(key);
-  XG2G_ASSIGN_OR_RETURN(RedisReplyPtr reply, Eval(kGetLeaseScript, {lease}, {}));
   const std::string what = fmt::format("lease '{}'", key);
-  if (reply->type == REDIS_REPLY_ERROR) return ReplyError(*reply, what);
-  const redisReply* result = ArrayOf(*reply, 1);
-  int outcome = -1;
-  if (result == nullptr || !ReadInt(*result->element[0], outcome)) {
-    return Unexpected(where(), what);
-  }
-  if (outcome == 0) return NotHeldError(key);
+  XG2G_ASSIGN_OR_RETURN(Outcome answer, EvalOutcome(kGetLeaseScript, {lease}, {}, what));
+  const redisReply* result = answer.result;
+  if (answer.code == 0) return NotHeldError(key);
   LeaseInfo info;
   info.key.assign(key);
-  if (outcome != 1 || result->elements < 4 || !IsText(*result->element[1]) ||
+  if (answer.code != 1 || result->elements < 4 || !IsText(*result->element[1]) ||
       !ReadInt(*result->element[2], info.fencing_token) ||
       !ReadInt(*result->element[3], info.expires_at_ms)) {
     return Unexpected(where(), what);
@@ -917,8 +897,8 @@ absl::StatusOr<LeaseInfo> RedisStore::GetLease(std::string_view key) {
 absl::StatusOr<std::vector<LeaseInfo>> RedisStore::ListLeases() {
   const std::string index = LeaseIndexKey();
   const std::string leases = leases_ + "lease:";
-  XG2G_ASSIGN_OR_RETURN(RedisReplyPtr reply, Eval(kListLeasesScript, {index}, {leases}));
-  if (reply->type == REDIS_REPLY_ERROR) return ReplyError(*reply, "lease list");
+  XG2G_ASSIGN_OR_RETURN(RedisReplyPtr reply,
+                        Eval(kListLeasesScript, {index}, {leases}, "lease list"));
   if (reply->type != REDIS_REPLY_ARRAY || reply->elements % 4 != 0) {
     return Unexpected(where(), "a lease list");
   }

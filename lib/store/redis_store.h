@@ -128,11 +128,25 @@ class RedisStore final : public Store {
   explicit RedisStore(const RedisOptions& options);
 
   // Runs script `id` by EVALSHA; on NOSCRIPT (a restarted or flushed server)
-  // loads it again and retries once. Error replies become typed errors:
-  // CORRUPT -> CorruptError, OOM -> StoreFullError, a server that is loading,
-  // read-only or busy -> UnavailableError.
+  // loads it again and retries once. An error reply becomes a typed error
+  // about `what` (ReplyError): CORRUPT -> CorruptError, OOM ->
+  // StoreFullError, a server that is loading, read-only or busy ->
+  // UnavailableError.
   absl::StatusOr<RedisReplyPtr> Eval(ScriptId id, const std::vector<std::string_view>& keys,
-                                     const std::vector<std::string_view>& args);
+                                     const std::vector<std::string_view>& args,
+                                     std::string_view what);
+  // The answer of a script that replies {outcome, ...}: the reply (which owns
+  // `result`), the array and its first element.
+  struct Outcome {
+    RedisReplyPtr reply;
+    const redisReply* result = nullptr;
+    int code = -1;
+  };
+  // Eval, then reads the outcome; an answer of another shape is an internal
+  // error naming `what`.
+  absl::StatusOr<Outcome> EvalOutcome(ScriptId id, const std::vector<std::string_view>& keys,
+                                      const std::vector<std::string_view>& args,
+                                      std::string_view what);
   absl::Status LoadScripts();
   // Maps an error reply (or the error-ness of a reply) for `what`.
   absl::Status ReplyError(const redisReply& reply, std::string_view what) const;
