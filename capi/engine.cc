@@ -110,16 +110,16 @@ class HostPipeline final : public xg2g::Pipeline {
       : host_(std::move(host)) {}
 
   absl::Status Tune(const xg2g::PipelineCommand& command) override {
-    return Call(host_->callbacks.tune, "tune", command);
+    return Call(host_->fn.tune, "tune", command);
   }
   absl::Status Start(const xg2g::PipelineCommand& command) override {
-    return Call(host_->callbacks.start, "start", command);
+    return Call(host_->fn.start, "start", command);
   }
   void Stop(const xg2g::PipelineCommand& command) override {
-    if (host_->callbacks.stop == nullptr) return;
+    if (host_->fn.stop == nullptr) return;
     const xg2g_pipeline_command view = CommandView(command);
     SavedLastError saved;
-    host_->callbacks.stop(&view, host_->user_data);
+    host_->fn.stop(&view, host_->user_data);
   }
 
  private:
@@ -368,33 +368,24 @@ xg2g_status xg2g_config_set_manual_clock(xg2g_config* cfg, int64_t start_unix_ms
 
 xg2g_status xg2g_config_set_pipeline(xg2g_config* cfg, const xg2g_pipeline_callbacks* cbs,
                                      void* user_data, void (*destroy)(void*)) {
-  // Ownership of user_data passes in whatever happens: the holder calls
-  // destroy when it goes, including on every failure path below.
-  std::shared_ptr<xg2g::capi::HostPipelineCallbacks> holder;
-  const xg2g_status status = Guard("xg2g_config_set_pipeline", [&]() -> xg2g_status {
-    constexpr const char* kFn = "xg2g_config_set_pipeline";
-    holder = std::make_shared<xg2g::capi::HostPipelineCallbacks>();
-    holder->user_data = user_data;
-    holder->destroy = destroy;
-    if (const xg2g_status rc = RequireConfig(cfg, kFn); rc != XG2G_OK) return rc;
-    if (cbs != nullptr && cbs->version != XG2G_PIPELINE_CALLBACKS_VERSION) {
-      return UnknownVersion(kFn, "cbs->version", cbs->version, XG2G_PIPELINE_CALLBACKS_VERSION);
-    }
-    if (cbs == nullptr) {
-      cfg->pipeline_kind = xg2g_config::PipelineKind::kNone;
-      cfg->host_pipeline.reset();
-      return XG2G_OK;
-    }
-    holder->callbacks = *cbs;
-    cfg->pipeline_kind = xg2g_config::PipelineKind::kHost;
-    cfg->host_pipeline = std::move(holder);
-    return XG2G_OK;
-  });
-  if (holder == nullptr && status != XG2G_OK && destroy != nullptr) {
-    // The holder could not even be allocated: honour the promise by hand.
-    destroy(user_data);
-  }
-  return status;
+  constexpr const char* kFn = "xg2g_config_set_pipeline";
+  return xg2g::capi::RegisterHostCallback<xg2g_pipeline_callbacks>(
+      kFn, user_data, destroy, [&](auto& holder) -> xg2g_status {
+        if (const xg2g_status rc = RequireConfig(cfg, kFn); rc != XG2G_OK) return rc;
+        if (cbs != nullptr && cbs->version != XG2G_PIPELINE_CALLBACKS_VERSION) {
+          return UnknownVersion(kFn, "cbs->version", cbs->version,
+                                XG2G_PIPELINE_CALLBACKS_VERSION);
+        }
+        if (cbs == nullptr) {
+          cfg->pipeline_kind = xg2g_config::PipelineKind::kNone;
+          cfg->host_pipeline.reset();
+          return XG2G_OK;
+        }
+        holder->fn = *cbs;
+        cfg->pipeline_kind = xg2g_config::PipelineKind::kHost;
+        cfg->host_pipeline = std::move(holder);
+        return XG2G_OK;
+      });
 }
 
 xg2g_status xg2g_config_use_simulated_pipeline(xg2g_config* cfg,
@@ -424,24 +415,17 @@ xg2g_status xg2g_config_use_simulated_pipeline(xg2g_config* cfg,
 
 xg2g_status xg2g_config_set_audit_callback(xg2g_config* cfg, xg2g_audit_fn fn, void* user_data,
                                            void (*destroy)(void*)) {
-  std::shared_ptr<xg2g::capi::HostAuditCallback> holder;
-  const xg2g_status status = Guard("xg2g_config_set_audit_callback", [&]() -> xg2g_status {
-    constexpr const char* kFn = "xg2g_config_set_audit_callback";
-    holder = std::make_shared<xg2g::capi::HostAuditCallback>();
-    holder->user_data = user_data;
-    holder->destroy = destroy;
-    if (const xg2g_status rc = RequireConfig(cfg, kFn); rc != XG2G_OK) return rc;
-    cfg->audit_path.clear();
-    if (fn == nullptr) {
-      cfg->audit_callback.reset();
-      return XG2G_OK;
-    }
-    holder->fn = fn;
-    cfg->audit_callback = std::move(holder);
-    return XG2G_OK;
-  });
-  if (holder == nullptr && status != XG2G_OK && destroy != nullptr) destroy(user_data);
-  return status;
+  constexpr const char* kFn = "xg2g_config_set_audit_callback";
+  return xg2g::capi::RegisterHostCallback<xg2g_audit_fn>(
+      kFn, user_data, destroy, [&](auto& holder) -> xg2g_status {
+        if (const xg2g_status rc = RequireConfig(cfg, kFn); rc != XG2G_OK) return rc;
+        cfg->audit_path.clear();
+        cfg->audit_callback.reset();
+        if (fn == nullptr) return XG2G_OK;
+        holder->fn = fn;
+        cfg->audit_callback = std::move(holder);
+        return XG2G_OK;
+      });
 }
 
 xg2g_status xg2g_config_set_audit_path(xg2g_config* cfg, const char* path) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "capi/barrier.h"
 #include "include/xg2g/xg2g.h"
 #include "lib/common/clock.h"
 #include "lib/engine/engine.h"
@@ -41,34 +42,46 @@ namespace xg2g::capi {
 
 struct ReceiverConfig;  // capi/receiver.h
 
-// A host's (fn, user_data, destroy) registration. Shared by the config that
-// received it and every engine created from that config; `destroy` runs
-// once, when the last of them lets go (so never while a callback can run).
-struct HostPipelineCallbacks {
-  xg2g_pipeline_callbacks callbacks{};
+// A host's (fn, user_data, destroy) registration; `fn` is one callback or a
+// table of them. Shared by everything that may call it (a config and the
+// engines or handlers made from it); `destroy(user_data)` runs once, when the
+// last holder lets go, so never while a call can run.
+template <typename Fn>
+struct HostCallback {
+  Fn fn{};
   void* user_data = nullptr;
   void (*destroy)(void*) = nullptr;
 
-  HostPipelineCallbacks() = default;
-  HostPipelineCallbacks(const HostPipelineCallbacks&) = delete;
-  HostPipelineCallbacks& operator=(const HostPipelineCallbacks&) = delete;
-  ~HostPipelineCallbacks() {
+  HostCallback() = default;
+  HostCallback(const HostCallback&) = delete;
+  HostCallback& operator=(const HostCallback&) = delete;
+  ~HostCallback() {
     if (destroy != nullptr) destroy(user_data);
   }
 };
 
-struct HostAuditCallback {
-  xg2g_audit_fn fn = nullptr;
-  void* user_data = nullptr;
-  void (*destroy)(void*) = nullptr;
+using HostPipelineCallbacks = HostCallback<xg2g_pipeline_callbacks>;
+using HostAuditCallback = HostCallback<xg2g_audit_fn>;
 
-  HostAuditCallback() = default;
-  HostAuditCallback(const HostAuditCallback&) = delete;
-  HostAuditCallback& operator=(const HostAuditCallback&) = delete;
-  ~HostAuditCallback() {
-    if (destroy != nullptr) destroy(user_data);
-  }
-};
+// The body of every set_*_callback entry point: behind the barrier of
+// `function`, `body(holder)` gets a new holder of user_data and destroy
+// (fn still unset) and either keeps it (moving it away, then returning
+// XG2G_OK) or lets it go. Ownership of user_data passes in whatever happens:
+// a holder let go runs destroy, and when not even the holder could be made,
+// destroy runs here.
+template <typename Fn, typename Body>
+xg2g_status RegisterHostCallback(const char* function, void* user_data, void (*destroy)(void*),
+                                 Body&& body) {
+  std::shared_ptr<HostCallback<Fn>> holder;
+  const xg2g_status status = Guard(function, [&]() -> xg2g_status {
+    holder = std::make_shared<HostCallback<Fn>>();
+    holder->user_data = user_data;
+    holder->destroy = destroy;
+    return body(holder);
+  });
+  if (holder == nullptr && status != XG2G_OK && destroy != nullptr) destroy(user_data);
+  return status;
+}
 
 }  // namespace xg2g::capi
 

@@ -30,18 +30,7 @@ constexpr int64_t kMaxBurst = 1'000'000'000;
 constexpr size_t kReasonSize = 256;
 
 // A host's readiness check registration, shared like the audit callback.
-struct HostReadiness {
-  xg2g_http_ready_fn fn = nullptr;
-  void* user_data = nullptr;
-  void (*destroy)(void*) = nullptr;
-
-  HostReadiness() = default;
-  HostReadiness(const HostReadiness&) = delete;
-  HostReadiness& operator=(const HostReadiness&) = delete;
-  ~HostReadiness() {
-    if (destroy != nullptr) destroy(user_data);
-  }
-};
+using HostReadiness = xg2g::capi::HostCallback<xg2g_http_ready_fn>;
 
 // Keeps the calling thread's last error across a call into host code.
 class SavedLastError {
@@ -256,24 +245,17 @@ xg2g_status xg2g_http_config_set_metrics_scope(xg2g_http_config* cfg, const char
 
 xg2g_status xg2g_http_config_set_audit_callback(xg2g_http_config* cfg, xg2g_audit_fn fn,
                                                 void* user_data, void (*destroy)(void*)) {
-  std::shared_ptr<xg2g::capi::HostAuditCallback> holder;
-  const xg2g_status status = Guard("xg2g_http_config_set_audit_callback", [&]() -> xg2g_status {
-    constexpr const char* kFn = "xg2g_http_config_set_audit_callback";
-    holder = std::make_shared<xg2g::capi::HostAuditCallback>();
-    holder->user_data = user_data;
-    holder->destroy = destroy;
-    if (const xg2g_status rc = RequireConfig(cfg, kFn); rc != XG2G_OK) return rc;
-    cfg->audit_path.clear();
-    if (fn == nullptr) {
-      cfg->audit_callback.reset();
-      return XG2G_OK;
-    }
-    holder->fn = fn;
-    cfg->audit_callback = std::move(holder);
-    return XG2G_OK;
-  });
-  if (holder == nullptr && status != XG2G_OK && destroy != nullptr) destroy(user_data);
-  return status;
+  constexpr const char* kFn = "xg2g_http_config_set_audit_callback";
+  return xg2g::capi::RegisterHostCallback<xg2g_audit_fn>(
+      kFn, user_data, destroy, [&](auto& holder) -> xg2g_status {
+        if (const xg2g_status rc = RequireConfig(cfg, kFn); rc != XG2G_OK) return rc;
+        cfg->audit_path.clear();
+        cfg->audit_callback.reset();
+        if (fn == nullptr) return XG2G_OK;
+        holder->fn = fn;
+        cfg->audit_callback = std::move(holder);
+        return XG2G_OK;
+      });
 }
 
 xg2g_status xg2g_http_config_set_audit_path(xg2g_http_config* cfg, const char* path) {
@@ -290,23 +272,16 @@ xg2g_status xg2g_http_config_set_audit_path(xg2g_http_config* cfg, const char* p
 
 xg2g_status xg2g_http_config_set_readiness_check(xg2g_http_config* cfg, xg2g_http_ready_fn fn,
                                                  void* user_data, void (*destroy)(void*)) {
-  std::shared_ptr<HostReadiness> holder;
-  const xg2g_status status = Guard("xg2g_http_config_set_readiness_check", [&]() -> xg2g_status {
-    constexpr const char* kFn = "xg2g_http_config_set_readiness_check";
-    holder = std::make_shared<HostReadiness>();
-    holder->user_data = user_data;
-    holder->destroy = destroy;
-    if (const xg2g_status rc = RequireConfig(cfg, kFn); rc != XG2G_OK) return rc;
-    if (fn == nullptr) {
-      cfg->readiness.reset();
-      return XG2G_OK;
-    }
-    holder->fn = fn;
-    cfg->readiness = std::move(holder);
-    return XG2G_OK;
-  });
-  if (holder == nullptr && status != XG2G_OK && destroy != nullptr) destroy(user_data);
-  return status;
+  constexpr const char* kFn = "xg2g_http_config_set_readiness_check";
+  return xg2g::capi::RegisterHostCallback<xg2g_http_ready_fn>(
+      kFn, user_data, destroy, [&](auto& holder) -> xg2g_status {
+        if (const xg2g_status rc = RequireConfig(cfg, kFn); rc != XG2G_OK) return rc;
+        cfg->readiness.reset();
+        if (fn == nullptr) return XG2G_OK;
+        holder->fn = fn;
+        cfg->readiness = std::move(holder);
+        return XG2G_OK;
+      });
 }
 
 const char* xg2g_http_config_get_warnings(const xg2g_http_config* cfg) {

@@ -44,19 +44,9 @@ class SavedLastError {
   std::string saved_;
 };
 
-// The host's log callback; `destroy` runs when the last holder lets go, so
-// never while a call of `fn` is running.
-struct HostLogCallback {
-  xg2g_receiver_log_fn fn = nullptr;
-  void* user_data = nullptr;
-  void (*destroy)(void*) = nullptr;
-  HostLogCallback() = default;
-  HostLogCallback(const HostLogCallback&) = delete;
-  HostLogCallback& operator=(const HostLogCallback&) = delete;
-  ~HostLogCallback() {
-    if (destroy != nullptr) destroy(user_data);
-  }
-};
+// The host's log callback (capi/handles.h: destroy runs when the last holder
+// lets go, so never while a call of `fn` is running).
+using HostLogCallback = xg2g::capi::HostCallback<xg2g_receiver_log_fn>;
 
 // Where a receiver's breaker reports: the host's callback when set, else stderr.
 class LogSlot {
@@ -313,22 +303,18 @@ void xg2g_receiver_destroy(xg2g_receiver* receiver) { delete receiver; }
 
 xg2g_status xg2g_receiver_set_log_callback(xg2g_receiver* receiver, xg2g_receiver_log_fn fn,
                                            void* user_data, void (*destroy)(void*)) {
-  std::shared_ptr<HostLogCallback> holder;
-  const xg2g_status status = Guard("xg2g_receiver_set_log_callback", [&]() -> xg2g_status {
-    holder = std::make_shared<HostLogCallback>();
-    holder->user_data = user_data;
-    holder->destroy = destroy;
-    XG2G_CAPI_REQUIRE(receiver, "xg2g_receiver_set_log_callback");
-    if (fn == nullptr) {
-      receiver->log->Set(nullptr);
-      return XG2G_OK;  // `holder` goes out of scope: destroy runs now
-    }
-    holder->fn = fn;
-    receiver->log->Set(std::move(holder));
-    return XG2G_OK;
-  });
-  if (holder == nullptr && status != XG2G_OK && destroy != nullptr) destroy(user_data);
-  return status;
+  constexpr const char* kFn = "xg2g_receiver_set_log_callback";
+  return xg2g::capi::RegisterHostCallback<xg2g_receiver_log_fn>(
+      kFn, user_data, destroy, [&](auto& holder) -> xg2g_status {
+        XG2G_CAPI_REQUIRE(receiver, kFn);
+        if (fn == nullptr) {
+          receiver->log->Set(nullptr);
+          return XG2G_OK;  // `holder` is let go: destroy runs now
+        }
+        holder->fn = fn;
+        receiver->log->Set(std::move(holder));
+        return XG2G_OK;
+      });
 }
 
 xg2g_status xg2g_receiver_zap(xg2g_receiver* receiver, const char* service_ref) {
