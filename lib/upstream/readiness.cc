@@ -193,11 +193,16 @@ absl::Status WaitUntilReady(std::string_view what, const ReadinessProbe& probe,
                        fmt::format("waited {} ms for {} ({} attempt(s)); last error: {}",
                                    now - start, what, attempts, last_error));
     }
-    const absl::Status attempt = probe(std::min(options.attempt_timeout_ms, deadline - now));
+    const int64_t budget = std::min(options.attempt_timeout_ms, deadline - now);
+    const absl::Status attempt = probe(budget);
     ++attempts;
     if (attempt.ok()) return absl::OkStatus();
     if (CodeOf(attempt) == ErrorCode::kCancelled) return cancelled();
-    last_error = std::string(FromAbsl(attempt.message()));
+    // An attempt the overall deadline cut short that merely ran out of time
+    // says less than the error before it ("refused" beats "no answer in 1 ms").
+    const bool cut_short = budget < options.attempt_timeout_ms &&
+                           CodeOf(attempt) == ErrorCode::kTimeout && attempts > 1;
+    if (!cut_short) last_error = std::string(FromAbsl(attempt.message()));
     const int64_t wake = std::min(clock->MonotonicMs() + backoff, deadline);
     if (WaitUntilOrCancelled(wake, cancel, clock)) return cancelled();
     backoff = std::min(options.max_backoff_ms, backoff * 2);

@@ -131,6 +131,35 @@ TEST_CASE("WaitUntilReady times out naming the thing, the attempts and the last 
   CHECK(attempts >= 2);
 }
 
+TEST_CASE("an attempt the deadline cut short that only timed out keeps the error before it") {
+  // A probe that is refused whenever it has its full budget and times out
+  // when the overall deadline leaves it less: the answer names the refusal.
+  int full = 0, short_budget = 0;
+  absl::Status s = WaitUntilReady(
+      "the widget",
+      [&](int64_t timeout_ms) -> absl::Status {
+        if (timeout_ms < 500) {
+          ++short_budget;
+          return MakeError(ErrorCode::kTimeout, "no answer within " + std::to_string(timeout_ms));
+        }
+        ++full;
+        return UnavailableError("refused");
+      },
+      Fast(520));
+  CHECK(CodeOf(s) == ErrorCode::kTimeout);
+  REQUIRE(full >= 1);
+  REQUIRE(short_budget >= 1);
+  CHECK(Has(s, "last error: refused"));
+  // A lone attempt is reported whatever it says: there is nothing better.
+  s = WaitUntilReady(
+      "the widget",
+      [&](int64_t timeout_ms) {
+        return MakeError(ErrorCode::kTimeout, "no answer within " + std::to_string(timeout_ms));
+      },
+      Fast(100));
+  CHECK(Has(s, "last error: no answer within"));
+}
+
 TEST_CASE("wait options out of range are EINVAL naming the option") {
   WaitOptions o = Fast(100);
   o.max_backoff_ms = 1;
@@ -168,6 +197,7 @@ TEST_CASE("a TCP wait that never gets an answer times out with the last error") 
   absl::Status s = WaitForTcpReady("127.0.0.1", port.port(), Fast(200));
   CHECK(CodeOf(s) == ErrorCode::kTimeout);
   CHECK(Has(s, "tcp://127.0.0.1:" + std::to_string(port.port())));
+  INFO(FromAbsl(s.message()));
   CHECK(Has(s, "Connection refused"));
 }
 
@@ -185,6 +215,7 @@ TEST_CASE("a TCP wait is cancelled from another thread while waiting") {
   absl::Status s = WaitForTcpReady("127.0.0.1", port.port(), o, &cancel);
   canceller.join();
   CHECK(CodeOf(s) == ErrorCode::kCancelled);
+  INFO(FromAbsl(s.message()));
   CHECK(Has(s, "Connection refused"));
   CHECK(ElapsedMs(start) < 3000);
 }
