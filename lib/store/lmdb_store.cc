@@ -35,9 +35,20 @@
 #include "lib/common/status.h"
 #include "lib/crypto/crypto.h"
 #include "lib/session/session.h"
+#include "lib/store/backend_util.h"
 
 namespace xg2g {
 namespace {
+
+using store_internal::IdempotencyNotFound;
+using store_internal::LeaseHeldByOther;
+using store_internal::LeaseNotHeld;
+using store_internal::Quoted;
+using store_internal::SessionNotFound;
+using store_internal::UpdateBackOff;
+using store_internal::ValidateIdempotencyKey;
+using store_internal::ValidateLeaseArgs;
+using store_internal::ValidateTtl;
 
 // The store's on-disk format (docs/lmdb.md). A store whose format record is
 // greater is refused: it was written by a newer library this one cannot read.
@@ -101,12 +112,6 @@ std::string Bytes(uint64_t bytes) {
 
 // A key or owner quoted in a message: as JSON (so that control characters
 // and stray bytes cannot garble a log line), cut short when very long.
-std::string Quoted(std::string_view text) {
-  constexpr size_t kMaxQuoted = 128;
-  std::string out = JsonQuote(text.substr(0, kMaxQuoted));
-  if (text.size() > kMaxQuoted) out.insert(out.size() - 1, "...");
-  return out;
-}
 
 MDB_val ValOf(std::string_view bytes) {
   return MDB_val{bytes.size(), const_cast<char*>(bytes.data())};
@@ -141,62 +146,9 @@ class DbKey {
   std::string_view view_;
 };
 
-// A pause before retry `attempt` (0-based) of an optimistic update that lost
-// a race: none first, then yields, then a random sleep whose bound doubles up
-// to 1 ms, so that contending writers stop meeting in lockstep.
-void BackOff(int attempt) {
-  if (attempt < 1) return;
-  if (attempt < 5) {
-    std::this_thread::yield();
-    return;
-  }
-  thread_local std::minstd_rand random(
-      static_cast<uint32_t>(std::hash<std::thread::id>{}(std::this_thread::get_id())));
-  const int64_t bound_us = std::min<int64_t>(1000, int64_t{8} << std::min(attempt - 5, 10));
-  std::uniform_int_distribution<int64_t> pick(0, bound_us);
-  std::this_thread::sleep_for(std::chrono::microseconds(pick(random)));
-}
 
 // --------------------------------------------------------------- validation
 
-absl::Status ValidateLeaseArgs(std::string_view key, std::string_view owner) {
-  if (key.empty()) return InvalidError("lease key is empty");
-  if (owner.empty()) return InvalidError(fmt::format("lease {}: owner is empty", Quoted(key)));
-  return absl::OkStatus();
-}
-
-absl::Status ValidateTtl(std::string_view what, std::string_view key, int64_t ttl_ms) {
-  if (ttl_ms <= 0) {
-    return InvalidError(
-        fmt::format("{} {}: ttl_ms must be > 0, got {}", what, Quoted(key), ttl_ms));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ValidateIdempotencyKey(std::string_view key) {
-  if (key.empty()) return InvalidError("idempotency key is empty");
-  return absl::OkStatus();
-}
-
-absl::Status SessionNotFound(std::string_view id) {
-  return NotFoundError(fmt::format("session '{}' not found", id));
-}
-
-absl::Status IdempotencyNotFound(std::string_view key) {
-  return NotFoundError(
-      fmt::format("idempotency key {} not found (never stored or expired)", Quoted(key)));
-}
-
-absl::Status LeaseNotHeld(std::string_view key) {
-  return NotFoundError(fmt::format(
-      "lease {} is not held (never acquired, released or expired)", Quoted(key)));
-}
-
-absl::Status LeaseHeldByOther(std::string_view key, std::string_view holder,
-                              std::string_view owner) {
-  return ConflictError(fmt::format("lease {} is held by {}, not by {}", Quoted(key),
-                                   Quoted(holder), Quoted(owner)));
-}
 
 // ---------------------------------------------------------- small records
 //
@@ -1842,7 +1794,7 @@ absl::StatusOr<SessionRecord> LmdbStore::UpdateSession(std::string_view id,
   if (!mutate) return InvalidError(fmt::format("session '{}': update without a mutator", id));
   Env& env = *env_;
   for (int attempt = 0; attempt < kMaxUpdateAttempts; ++attempt) {
-    BackOff(attempt);
+    UpdateBackOff(attempt);
     // The bytes read: revisions are unique, so the record is unchanged exactly
     // when its bytes are.
     std::string read_bytes;

@@ -11,9 +11,19 @@
 
 #include "lib/common/status.h"
 #include "lib/session/session.h"
+#include "lib/store/backend_util.h"
 
 namespace xg2g {
 namespace {
+
+using store_internal::IdempotencyNotFound;
+using store_internal::LeaseHeldByOther;
+using store_internal::LeaseNotHeld;
+using store_internal::SessionNotFound;
+using store_internal::UpdateBackOff;
+using store_internal::ValidateIdempotencyKey;
+using store_internal::ValidateLeaseArgs;
+using store_internal::ValidateTtl;
 
 // Drops the entries `expired` says are gone once the map has grown to
 // `sweep_at`, then moves the threshold to twice what is left: each insert pays
@@ -25,55 +35,6 @@ void MaybeSweep(Map& map, size_t& sweep_at, size_t min_sweep, Expired expired) {
   sweep_at = std::max(min_sweep, 2 * map.size());
 }
 
-// Pause before retry `attempt` (1-based) of an optimistic update that lost a
-// race: nothing at first, then a yield, then a random sleep whose bound
-// doubles up to 1 ms. The randomness keeps contending writers from meeting
-// again in lockstep.
-void BackOff(int attempt) {
-  if (attempt < 2) return;
-  if (attempt < 6) {
-    std::this_thread::yield();
-    return;
-  }
-  thread_local std::minstd_rand random(
-      static_cast<uint32_t>(std::hash<std::thread::id>{}(std::this_thread::get_id())));
-  const int64_t bound_us = std::min<int64_t>(1000, int64_t{8} << std::min(attempt - 6, 10));
-  std::uniform_int_distribution<int64_t> pick(0, bound_us);
-  std::this_thread::sleep_for(std::chrono::microseconds(pick(random)));
-}
-
-absl::Status ValidateLeaseArgs(std::string_view key, std::string_view owner) {
-  if (key.empty()) return InvalidError("lease key is empty");
-  if (owner.empty()) return InvalidError(fmt::format("lease '{}': owner is empty", key));
-  return absl::OkStatus();
-}
-
-absl::Status ValidateLeaseTtl(std::string_view key, int64_t ttl_ms) {
-  if (ttl_ms <= 0) {
-    return InvalidError(fmt::format("lease '{}': ttl_ms must be > 0, got {}", key, ttl_ms));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ValidateIdempotencyKey(std::string_view key) {
-  if (key.empty()) return InvalidError("idempotency key is empty");
-  return absl::OkStatus();
-}
-
-absl::Status NotHeldError(std::string_view key) {
-  return NotFoundError(fmt::format("lease '{}' is not held (never acquired, released or expired)",
-                                   key));
-}
-
-absl::Status HeldByOtherError(std::string_view key, std::string_view holder,
-                              std::string_view owner) {
-  return ConflictError(
-      fmt::format("lease '{}' is held by '{}', not by '{}'", key, holder, owner));
-}
-
-absl::Status SessionNotFound(std::string_view id) {
-  return NotFoundError(fmt::format("session '{}' not found", id));
-}
 
 }  // namespace
 
@@ -122,7 +83,7 @@ absl::StatusOr<SessionRecord> MemoryStore::UpdateSession(std::string_view id,
   if (!mutate) return InvalidError(fmt::format("session '{}': update without a mutator", id));
   SessionShard& shard = session_shards_[ShardOf(id)];
   for (int attempt = 0; attempt < kMaxUpdateAttempts; ++attempt) {
-    BackOff(attempt);
+    UpdateBackOff(attempt);
     SessionRecord copy;
     {
       std::shared_lock lock(shard.mu);
@@ -233,10 +194,7 @@ absl::StatusOr<IdempotencyOutcome> MemoryStore::PutSessionWithIdempotency(
     const SessionRecord& record, std::string_view key, std::string_view fingerprint,
     int64_t ttl_ms) {
   XG2G_RETURN_IF_ERROR(ValidateIdempotencyKey(key));
-  if (ttl_ms <= 0) {
-    return InvalidError(
-        fmt::format("idempotency key '{}': ttl_ms must be > 0, got {}", key, ttl_ms));
-  }
+  XG2G_RETURN_IF_ERROR(ValidateTtl("idempotency key", key, ttl_ms));
   if (absl::Status valid = ValidateSessionId(record.session_id); !valid.ok()) {
     return InvalidError(
         fmt::format("idempotency key '{}': {}", key, FromAbsl(valid.message())));
@@ -283,7 +241,7 @@ absl::StatusOr<IdempotencyEntry> MemoryStore::GetIdempotency(std::string_view ke
     it = keys.entries.end();
   }
   if (it == keys.entries.end()) {
-    return NotFoundError(fmt::format("idempotency key '{}' not found (never stored or expired)", key));
+    return IdempotencyNotFound(key);
   }
   return it->second;
 }
@@ -294,12 +252,12 @@ absl::Status MemoryStore::DeleteIdempotency(std::string_view key) {
   std::lock_guard lock(keys.mu);
   auto it = keys.entries.find(key);
   if (it == keys.entries.end()) {
-    return NotFoundError(fmt::format("idempotency key '{}' not found (never stored or expired)", key));
+    return IdempotencyNotFound(key);
   }
   const bool expired = NowMs() >= it->second.expires_at_ms;
   keys.entries.erase(it);
   if (expired) {
-    return NotFoundError(fmt::format("idempotency key '{}' not found (never stored or expired)", key));
+    return IdempotencyNotFound(key);
   }
   return absl::OkStatus();
 }
@@ -309,7 +267,7 @@ absl::Status MemoryStore::DeleteIdempotency(std::string_view key) {
 absl::StatusOr<LeaseGrant> MemoryStore::AcquireLease(std::string_view key, std::string_view owner,
                                                      int64_t ttl_ms) {
   XG2G_RETURN_IF_ERROR(ValidateLeaseArgs(key, owner));
-  XG2G_RETURN_IF_ERROR(ValidateLeaseTtl(key, ttl_ms));
+  XG2G_RETURN_IF_ERROR(ValidateTtl("lease", key, ttl_ms));
   LeaseShard& shard = lease_shards_[ShardOf(key)];
   std::lock_guard lock(shard.mu);
   const int64_t now = NowMs();
@@ -340,17 +298,17 @@ absl::StatusOr<LeaseGrant> MemoryStore::AcquireLease(std::string_view key, std::
 absl::StatusOr<LeaseGrant> MemoryStore::RenewLease(std::string_view key, std::string_view owner,
                                                    int64_t ttl_ms) {
   XG2G_RETURN_IF_ERROR(ValidateLeaseArgs(key, owner));
-  XG2G_RETURN_IF_ERROR(ValidateLeaseTtl(key, ttl_ms));
+  XG2G_RETURN_IF_ERROR(ValidateTtl("lease", key, ttl_ms));
   LeaseShard& shard = lease_shards_[ShardOf(key)];
   std::lock_guard lock(shard.mu);
   auto it = shard.leases.find(key);
-  if (it == shard.leases.end()) return NotHeldError(key);
+  if (it == shard.leases.end()) return LeaseNotHeld(key);
   if (NowMs() >= it->second.expires_at_ms) {
     shard.leases.erase(it);
-    return NotHeldError(key);
+    return LeaseNotHeld(key);
   }
   Lease& held = it->second;
-  if (held.owner != owner) return HeldByOtherError(key, held.owner, owner);
+  if (held.owner != owner) return LeaseHeldByOther(key, held.owner, owner);
   held.expires_at_ms = DeadlineAfter(ttl_ms);
   return LeaseGrant{held.fencing_token, held.expires_at_ms};
 }
@@ -360,12 +318,12 @@ absl::Status MemoryStore::ReleaseLease(std::string_view key, std::string_view ow
   LeaseShard& shard = lease_shards_[ShardOf(key)];
   std::lock_guard lock(shard.mu);
   auto it = shard.leases.find(key);
-  if (it == shard.leases.end()) return NotHeldError(key);
+  if (it == shard.leases.end()) return LeaseNotHeld(key);
   if (NowMs() >= it->second.expires_at_ms) {
     shard.leases.erase(it);
-    return NotHeldError(key);
+    return LeaseNotHeld(key);
   }
-  if (it->second.owner != owner) return HeldByOtherError(key, it->second.owner, owner);
+  if (it->second.owner != owner) return LeaseHeldByOther(key, it->second.owner, owner);
   shard.leases.erase(it);
   return absl::OkStatus();
 }
@@ -375,10 +333,10 @@ absl::StatusOr<LeaseInfo> MemoryStore::GetLease(std::string_view key) {
   LeaseShard& shard = lease_shards_[ShardOf(key)];
   std::lock_guard lock(shard.mu);
   auto it = shard.leases.find(key);
-  if (it == shard.leases.end()) return NotHeldError(key);
+  if (it == shard.leases.end()) return LeaseNotHeld(key);
   if (NowMs() >= it->second.expires_at_ms) {
     shard.leases.erase(it);
-    return NotHeldError(key);
+    return LeaseNotHeld(key);
   }
   const Lease& held = it->second;
   return LeaseInfo{std::string(key), held.owner, held.fencing_token, held.expires_at_ms};

@@ -16,10 +16,20 @@
 
 #include "lib/common/status.h"
 #include "lib/session/session.h"
+#include "lib/store/backend_util.h"
 #include "lib/store/redis_scripts.h"
 
 namespace xg2g {
 namespace {
+
+using store_internal::IdempotencyNotFound;
+using store_internal::LeaseHeldByOther;
+using store_internal::LeaseNotHeld;
+using store_internal::SessionNotFound;
+using store_internal::UpdateBackOff;
+using store_internal::ValidateIdempotencyKey;
+using store_internal::ValidateLeaseArgs;
+using store_internal::ValidateTtl;
 
 // ------------------------------------------------------------------ the URI
 
@@ -112,43 +122,6 @@ bool IsHostChar(char c) {
 
 // ------------------------------------------------------------- validation
 
-absl::Status ValidateLeaseArgs(std::string_view key, std::string_view owner) {
-  if (key.empty()) return InvalidError("lease key is empty");
-  if (owner.empty()) return InvalidError(fmt::format("lease '{}': owner is empty", key));
-  return absl::OkStatus();
-}
-
-absl::Status ValidateLeaseTtl(std::string_view key, int64_t ttl_ms) {
-  if (ttl_ms <= 0) {
-    return InvalidError(fmt::format("lease '{}': ttl_ms must be > 0, got {}", key, ttl_ms));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status ValidateIdempotencyKey(std::string_view key) {
-  if (key.empty()) return InvalidError("idempotency key is empty");
-  return absl::OkStatus();
-}
-
-absl::Status NotHeldError(std::string_view key) {
-  return NotFoundError(fmt::format("lease '{}' is not held (never acquired, released or expired)",
-                                   key));
-}
-
-absl::Status HeldByOtherError(std::string_view key, std::string_view holder,
-                              std::string_view owner) {
-  return ConflictError(
-      fmt::format("lease '{}' is held by '{}', not by '{}'", key, holder, owner));
-}
-
-absl::Status SessionNotFound(std::string_view id) {
-  return NotFoundError(fmt::format("session '{}' not found", id));
-}
-
-absl::Status IdempotencyNotFound(std::string_view key) {
-  return NotFoundError(
-      fmt::format("idempotency key '{}' not found (never stored or expired)", key));
-}
 
 // ---------------------------------------------------------------- replies
 
@@ -179,20 +152,6 @@ absl::Status Unexpected(std::string_view where, std::string_view what) {
   return InternalError(fmt::format("{}: unexpected reply to {}", where, what));
 }
 
-// Pause before retry `attempt` (1-based) of an update that lost a race: none,
-// then a yield, then a random sleep whose bound doubles up to 1 ms.
-void BackOff(int attempt) {
-  if (attempt < 2) return;
-  if (attempt < 6) {
-    std::this_thread::yield();
-    return;
-  }
-  thread_local std::minstd_rand random(
-      static_cast<uint32_t>(std::hash<std::thread::id>{}(std::this_thread::get_id())));
-  const int64_t bound_us = std::min<int64_t>(1000, int64_t{8} << std::min(attempt - 6, 10));
-  std::uniform_int_distribution<int64_t> pick(0, bound_us);
-  std::this_thread::sleep_for(std::chrono::microseconds(pick(random)));
-}
 
 // The record's JSON split around its revision's digits, so that the script
 // writing it can put in the revision it draws: head ends with "revision":,
@@ -601,7 +560,7 @@ absl::StatusOr<SessionRecord> RedisStore::UpdateSession(std::string_view id,
   const std::string revision = RevisionKey();
   const std::string what = fmt::format("session '{}'", id);
   for (int attempt = 0; attempt < kMaxUpdateAttempts; ++attempt) {
-    BackOff(attempt);
+    UpdateBackOff(attempt);
     XG2G_ASSIGN_OR_RETURN(SessionRecord copy, GetSession(id));
     const std::string read_revision = std::to_string(copy.revision);
     // Caller code: no connection held, so it may call back into the store.
@@ -734,10 +693,7 @@ absl::StatusOr<IdempotencyOutcome> RedisStore::PutSessionWithIdempotency(
     const SessionRecord& record, std::string_view key, std::string_view fingerprint,
     int64_t ttl_ms) {
   XG2G_RETURN_IF_ERROR(ValidateIdempotencyKey(key));
-  if (ttl_ms <= 0) {
-    return InvalidError(
-        fmt::format("idempotency key '{}': ttl_ms must be > 0, got {}", key, ttl_ms));
-  }
+  XG2G_RETURN_IF_ERROR(ValidateTtl("idempotency key", key, ttl_ms));
   if (absl::Status valid = ValidateSessionId(record.session_id); !valid.ok()) {
     return InvalidError(fmt::format("idempotency key '{}': {}", key, FromAbsl(valid.message())));
   }
@@ -803,10 +759,10 @@ namespace {
 absl::Status NotHeldByOwner(int code, const redisReply& result, std::string_view key,
                             std::string_view owner, std::string_view what,
                             std::string_view where) {
-  if (code == 0) return NotHeldError(key);
+  if (code == 0) return LeaseNotHeld(key);
   if (code != 1) return absl::OkStatus();
   if (result.elements < 2 || !IsText(*result.element[1])) return Unexpected(where, what);
-  return HeldByOtherError(key, Text(*result.element[1]), owner);
+  return LeaseHeldByOther(key, Text(*result.element[1]), owner);
 }
 
 // {token, exp} at `at` and `at + 1` of a script's answer.
@@ -820,7 +776,7 @@ bool ReadGrant(const redisReply& result, size_t at, LeaseGrant& grant) {
 absl::StatusOr<LeaseGrant> RedisStore::AcquireLease(std::string_view key, std::string_view owner,
                                                     int64_t ttl_ms) {
   XG2G_RETURN_IF_ERROR(ValidateLeaseArgs(key, owner));
-  XG2G_RETURN_IF_ERROR(ValidateLeaseTtl(key, ttl_ms));
+  XG2G_RETURN_IF_ERROR(ValidateTtl("lease", key, ttl_ms));
   const std::string lease = LeaseKey(key);
   const std::string fence = FenceKey(key);
   const std::string index = LeaseIndexKey();
@@ -849,7 +805,7 @@ absl::StatusOr<LeaseGrant> RedisStore::AcquireLease(std::string_view key, std::s
 absl::StatusOr<LeaseGrant> RedisStore::RenewLease(std::string_view key, std::string_view owner,
                                                   int64_t ttl_ms) {
   XG2G_RETURN_IF_ERROR(ValidateLeaseArgs(key, owner));
-  XG2G_RETURN_IF_ERROR(ValidateLeaseTtl(key, ttl_ms));
+  XG2G_RETURN_IF_ERROR(ValidateTtl("lease", key, ttl_ms));
   const std::string lease = LeaseKey(key);
   const std::string index = LeaseIndexKey();
   const std::string ttl = std::to_string(ttl_ms);
@@ -882,7 +838,7 @@ absl::StatusOr<LeaseInfo> RedisStore::GetLease(std::string_view key) {
   const std::string what = fmt::format("lease '{}'", key);
   XG2G_ASSIGN_OR_RETURN(Outcome answer, EvalOutcome(kGetLeaseScript, {lease}, {}, what));
   const redisReply* result = answer.result;
-  if (answer.code == 0) return NotHeldError(key);
+  if (answer.code == 0) return LeaseNotHeld(key);
   LeaseInfo info;
   info.key.assign(key);
   if (answer.code != 1 || result->elements < 4 || !IsText(*result->element[1]) ||
