@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
 # Every package the build, the tests and the examples need, by Debian name.
-PACKAGES := build-essential meson ninja-build pkgconf python3 python3-pytest \
+PACKAGES := build-essential meson ninja-build pkgconf python3 python3-pytest python3-pip python3-venv \
 	libcurl4-openssl-dev libssl-dev libsimdjson-dev libfmt-dev libabsl-dev liblmdb-dev lmdb-utils \
 	libhiredis-dev libmicrohttpd-dev doctest-dev redis-server openssl curl \
 	dpkg-dev binutils ca-certificates prometheus clang

@@ -123,3 +123,21 @@ def test_bad_redis_uris_and_credentials_fail_without_echoing_the_password(server
         locked.stop()
     with pytest.raises(xg2g.Unavailable):
         xg2g.Store(f"redis://127.0.0.1:{_free_port()}/0?timeout_ms=500")
+
+
+def test_leases_and_the_check_see_what_another_handle_wrote(server):
+    with xg2g.Store(server.uri(_prefix("admin"))) as a, \
+            xg2g.Store(server.uri(_prefix("admin"))) as b:
+        assert b.leases() == [] and b.check().consistent
+        a.put(xg2g.Session("1:0:1:AA", session_id="s1"))
+        token = a.acquire_lease("tuner:1", "daemon-a", 30_000)
+        a.acquire_lease("service:1:0:1:AA", "s1", 30_000)
+        leases = b.leases()
+        assert [(l.key, l.owner) for l in leases] == [("service:1:0:1:AA", "s1"),
+                                                     ("tuner:1", "daemon-a")]
+        assert leases[1].fencing_token == token
+        assert all(0 < l.expires_in_ms <= 30_000 for l in leases)
+        report = b.check()
+        assert (report.sessions, report.leases, report.problems) == (1, 2, ())
+    with xg2g.Store(server.uri(_prefix("admin-other"))) as other:
+        assert other.leases() == [] and other.check().sessions == 0

@@ -3,6 +3,8 @@
 Every exported function is declared here exactly once: name, result type and
 argument types. The rest of the package calls through `lib`.
 """
+from __future__ import annotations
+
 import ctypes
 import ctypes.util
 import os
@@ -29,12 +31,26 @@ class SessionListHandle(ctypes.Structure):
     """Opaque xg2g_session_list."""
 
 
+class LeaseListHandle(ctypes.Structure):
+    """Opaque xg2g_lease_list."""
+
+
+class StoreReportHandle(ctypes.Structure):
+    """Opaque xg2g_store_report."""
+
+
+# Version 2 appends passphrase; the package always passes version 2.
+TLS_CHECK_OPTIONS_VERSION = 2
+
+
 class TlsCheckOptions(ctypes.Structure):
+    """xg2g_tls_check_options, version 2."""
     _fields_ = [
         ("version", ctypes.c_uint),
         ("warn_days", c_int),
         ("warn_fraction", c_double),
         ("now_unix", c_int64),
+        ("passphrase", c_char_p),
     ]
 
 
@@ -144,6 +160,8 @@ class EngineStats(ctypes.Structure):
 SESSION_P = POINTER(SessionHandle)
 STORE_P = POINTER(StoreHandle)
 LIST_P = POINTER(SessionListHandle)
+LEASE_LIST_P = POINTER(LeaseListHandle)
+STORE_REPORT_P = POINTER(StoreReportHandle)
 CONFIG_P = POINTER(ConfigHandle)
 ENGINE_P = POINTER(EngineHandle)
 
@@ -243,6 +261,20 @@ DECLARATIONS = {
     "xg2g_store_lease_acquire": (STATUS, [POINTER(c_uint64), STORE_P, c_char_p, c_char_p, c_int64]),
     "xg2g_store_lease_renew": (STATUS, [STORE_P, c_char_p, c_char_p, c_int64]),
     "xg2g_store_lease_release": (STATUS, [STORE_P, c_char_p, c_char_p]),
+    "xg2g_store_list_leases": (STATUS, [POINTER(LEASE_LIST_P), STORE_P]),
+    "xg2g_lease_list_count": (c_size_t, [LEASE_LIST_P]),
+    "xg2g_lease_list_key": (c_char_p, [LEASE_LIST_P, c_size_t]),
+    "xg2g_lease_list_owner": (c_char_p, [LEASE_LIST_P, c_size_t]),
+    "xg2g_lease_list_fencing_token": (c_uint64, [LEASE_LIST_P, c_size_t]),
+    "xg2g_lease_list_expires_in_ms": (c_int64, [LEASE_LIST_P, c_size_t]),
+    "xg2g_lease_list_destroy": (None, [LEASE_LIST_P]),
+    "xg2g_store_check": (STATUS, [POINTER(STORE_REPORT_P), STORE_P]),
+    "xg2g_store_report_sessions": (c_size_t, [STORE_REPORT_P]),
+    "xg2g_store_report_leases": (c_size_t, [STORE_REPORT_P]),
+    "xg2g_store_report_idempotency_keys": (c_int64, [STORE_REPORT_P]),
+    "xg2g_store_report_problem_count": (c_size_t, [STORE_REPORT_P]),
+    "xg2g_store_report_problem": (c_char_p, [STORE_REPORT_P, c_size_t]),
+    "xg2g_store_report_destroy": (None, [STORE_REPORT_P]),
     # tls
     "xg2g_tls_check_options_init": (STATUS, [POINTER(TlsCheckOptions), ctypes.c_uint]),
     "xg2g_tls_check": (STATUS, [POINTER(c_void_p), c_char_p, c_char_p, POINTER(TlsCheckOptions)]),
@@ -316,7 +348,8 @@ DECLARATIONS = {
 }
 
 
-def _find_library():
+def _find_library() -> str:
+    """XG2G_LIBRARY when set, else what the system's search path finds."""
     explicit = os.environ.get("XG2G_LIBRARY")
     if explicit:
         return explicit
@@ -324,7 +357,8 @@ def _find_library():
     return found or "libxg2g.so.0"
 
 
-def _load():
+def _load() -> ctypes.CDLL:
+    """Loads the library and gives every declared function its types."""
     library = ctypes.CDLL(_find_library())
     for name, (restype, argtypes) in DECLARATIONS.items():
         fn = getattr(library, name)
