@@ -155,8 +155,9 @@ XG2G_API(void) xg2g_lease_list_destroy(xg2g_lease_list *list);
 
 /*
  * Reads the whole store and reports what does not add up: a record that
- * fails to decode, a listing that disagrees with a scan, a lease without an
- * owner or token; the LMDB store also walks its databases and checks its
+ * fails to decode, a listing that disagrees with a scan (compared only while
+ * the store holds still, so other writers at work are not reported), a
+ * lease without an owner or token; the LMDB store also walks its databases and checks its
  * revision and fencing-token counters. Problems go into the report, they are
  * not errors. Writes nothing. *out is the caller's; end it with
  * xg2g_store_report_destroy().
