@@ -20,39 +20,10 @@
 #include "lib/common/status.h"
 #include "lib/store/store.h"
 #include "tests/store/contract.h"
+#include "tests/store/status_checks.h"
 
 namespace xg2g::store_test {
 namespace {
-
-absl::Status StatusOf(const absl::Status& status) { return status; }
-template <typename T>
-absl::Status StatusOf(const absl::StatusOr<T>& result) {
-  return result.status();
-}
-
-std::string CodeName(const absl::Status& status) {
-  return std::string(ErrorCodeName(CodeOf(status)));
-}
-
-bool MessageHas(const absl::Status& status, std::string_view needle) {
-  return FromAbsl(status.message()).find(needle) != std::string_view::npos;
-}
-
-// Checks that `expr` failed with `code` and a message that contains `needle`.
-#define CHECK_ERROR(expr, code, needle)                                          \
-  do {                                                                           \
-    const absl::Status check_status_ = StatusOf(expr);                           \
-    INFO("status: ", check_status_.ToString());                                  \
-    CHECK(CodeName(check_status_) == std::string(ErrorCodeName(code)));          \
-    CHECK_MESSAGE(MessageHas(check_status_, needle), "message should name '",    \
-                  std::string(needle), "'");                                     \
-  } while (0)
-
-#define REQUIRE_OK(expr)                                                         \
-  do {                                                                           \
-    const absl::Status require_status_ = StatusOf(expr);                         \
-    REQUIRE_MESSAGE(require_status_.ok(), require_status_.ToString());           \
-  } while (0)
 
 std::string Id(int i) { return fmt::format("s-{:04}", i); }
 

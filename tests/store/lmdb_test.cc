@@ -32,6 +32,7 @@
 #include "lib/store/store.h"
 #include "tests/store/contract.h"
 #include "tests/store/lmdb_test_util.h"
+#include "tests/store/status_checks.h"
 
 namespace xg2g::store_test {
 
@@ -50,35 +51,6 @@ const StoreBackend& BackendUnderTest() {
 }
 
 namespace {
-
-std::string CodeName(const absl::Status& status) {
-  return std::string(ErrorCodeName(CodeOf(status)));
-}
-
-bool MessageHas(const absl::Status& status, std::string_view needle) {
-  return FromAbsl(status.message()).find(needle) != std::string_view::npos;
-}
-
-template <typename T>
-absl::Status StatusOf(const absl::StatusOr<T>& result) {
-  return result.status();
-}
-absl::Status StatusOf(const absl::Status& status) { return status; }
-
-#define CHECK_CODE(expr, code, needle)                                         \
-  do {                                                                         \
-    const absl::Status check_status_ = StatusOf(expr);                         \
-    INFO("status: ", check_status_.ToString());                                \
-    CHECK(CodeName(check_status_) == std::string(ErrorCodeName(code)));        \
-    CHECK_MESSAGE(MessageHas(check_status_, needle), "message should name '",  \
-                  std::string(needle), "'");                                   \
-  } while (0)
-
-#define REQUIRE_OK(expr)                                               \
-  do {                                                                 \
-    const absl::Status require_status_ = StatusOf(expr);               \
-    REQUIRE_MESSAGE(require_status_.ok(), require_status_.ToString()); \
-  } while (0)
 
 std::unique_ptr<LmdbStore> OpenLmdb(const std::string& dir, Clock* clock,
                                     const LmdbOptions& options = {}) {
@@ -168,7 +140,7 @@ TEST_CASE("OpenStore rejects a malformed lmdb location with EINVAL naming the pa
   for (const auto& [uri, needle] : cases) {
     INFO("uri: ", uri);
     auto store = OpenStore(uri);
-    CHECK_CODE(store, ErrorCode::kInvalid, needle);
+    CHECK_ERROR(store, ErrorCode::kInvalid, needle);
   }
   CHECK_FALSE(std::filesystem::exists("/tmp/lmdb-never-created"));  // nothing created on a bad URI
 }
@@ -177,14 +149,14 @@ TEST_CASE("opening a store where a file is in the way fails with EIO naming the 
   ScratchDir scratch;
   const std::string file = scratch.path() + "/plain-file";
   std::ofstream(file) << "not a directory";
-  CHECK_CODE(OpenStore("lmdb:" + file), ErrorCode::kIo, file);
-  CHECK_CODE(OpenStore("lmdb:" + file + "/below"), ErrorCode::kIo, "plain-file");
+  CHECK_ERROR(OpenStore("lmdb:" + file), ErrorCode::kIo, file);
+  CHECK_ERROR(OpenStore("lmdb:" + file + "/below"), ErrorCode::kIo, "plain-file");
 }
 
 TEST_CASE("a data file that is not LMDB is refused with ECORRUPT") {
   ScratchDir scratch;
   std::ofstream(scratch.path() + "/data.mdb") << std::string(16384, 'x');
-  CHECK_CODE(OpenStore("lmdb:" + scratch.path()), ErrorCode::kCorrupt, "not an LMDB database");
+  CHECK_ERROR(OpenStore("lmdb:" + scratch.path()), ErrorCode::kCorrupt, "not an LMDB database");
 }
 
 TEST_CASE("an LMDB environment that another program wrote is refused with EINVAL") {
@@ -192,7 +164,7 @@ TEST_CASE("an LMDB environment that another program wrote is refused with EINVAL
   RawLmdb raw(scratch.path());
   raw.Put(nullptr, "someone-elses-key", "value");
   raw.Close();
-  CHECK_CODE(OpenStore("lmdb:" + scratch.path()), ErrorCode::kInvalid, "not an xg2g store");
+  CHECK_ERROR(OpenStore("lmdb:" + scratch.path()), ErrorCode::kInvalid, "not an xg2g store");
 }
 
 // --------------------------------------------------- one env per process
@@ -207,7 +179,7 @@ TEST_CASE("two stores on one directory in one process share the data and close i
   CHECK(second->GetSession("shared").ok());
   auto grant = second->AcquireLease("tuner:0", "a", 60'000);
   REQUIRE_OK(grant);
-  CHECK_CODE(first->AcquireLease("tuner:0", "b", 60'000), ErrorCode::kBusy, "tuner:0");
+  CHECK_ERROR(first->AcquireLease("tuner:0", "b", 60'000), ErrorCode::kBusy, "tuner:0");
   first.reset();
   REQUIRE_OK(second->PutSession(Session("after-close")));
   auto third = OpenLmdb(scratch.path(), &clock);
@@ -219,7 +191,7 @@ TEST_CASE("a second open with other options while the store is open is EINVAL") 
   auto first = OpenLmdb(scratch.path(), nullptr);
   LmdbOptions nosync;
   nosync.sync = LmdbSync::kNoSync;
-  CHECK_CODE(LmdbStore::Open(scratch.path(), nosync), ErrorCode::kInvalid, "sync=durable");
+  CHECK_ERROR(LmdbStore::Open(scratch.path(), nosync), ErrorCode::kInvalid, "sync=durable");
   first.reset();
   CHECK(LmdbStore::Open(scratch.path(), nosync).ok());  // closed: any options again
 }
@@ -241,20 +213,20 @@ TEST_CASE("a session record that does not decode is ECORRUPT naming its key, nev
     raw.Put("sessions", "stolen", EncodeSession(Session("someone-else")));
   }
   auto store = OpenLmdb(scratch.path(), &clock);
-  CHECK_CODE(store->GetSession("victim"), ErrorCode::kCorrupt, "victim");
-  CHECK_CODE(store->GetSession("good-2x"), ErrorCode::kCorrupt, "good-2x");
-  CHECK_CODE(store->GetSession("stolen"), ErrorCode::kCorrupt, "someone-else");
+  CHECK_ERROR(store->GetSession("victim"), ErrorCode::kCorrupt, "victim");
+  CHECK_ERROR(store->GetSession("good-2x"), ErrorCode::kCorrupt, "good-2x");
+  CHECK_ERROR(store->GetSession("stolen"), ErrorCode::kCorrupt, "someone-else");
   CHECK(store->GetSession("good-1").ok());
 
   bool mutated = false;
-  CHECK_CODE(store->UpdateSession("victim",
+  CHECK_ERROR(store->UpdateSession("victim",
                                   [&](SessionRecord&) {
                                     mutated = true;
                                     return absl::OkStatus();
                                   }),
              ErrorCode::kCorrupt, "victim");
   CHECK_FALSE(mutated);
-  CHECK_CODE(store->ListSessions(0, 100), ErrorCode::kCorrupt, "good-2x");
+  CHECK_ERROR(store->ListSessions(0, 100), ErrorCode::kCorrupt, "good-2x");
 
   // A scan visits everything that decodes, then names what did not.
   std::set<std::string> seen;
@@ -262,7 +234,7 @@ TEST_CASE("a session record that does not decode is ECORRUPT naming its key, nev
     seen.insert(record.session_id);
     return true;
   });
-  CHECK_CODE(scanned, ErrorCode::kCorrupt, "3 record(s)");
+  CHECK_ERROR(scanned, ErrorCode::kCorrupt, "3 record(s)");
   CHECK(MessageHas(scanned, "good-2x"));
   CHECK(seen == std::set<std::string>{"good-0", "good-1", "good-2", "good-3", "good-4"});
 
@@ -298,13 +270,13 @@ TEST_CASE("idempotency and lease records that do not decode are ECORRUPT naming 
     raw.Put("leases", "tuner:nodeadline", "{\"v\":1,\"owner\":\"a\",\"token\":7}");
   }
   auto store = OpenLmdb(scratch.path(), &clock);
-  CHECK_CODE(store->GetIdempotency("key-bad"), ErrorCode::kCorrupt, "key-bad");
-  CHECK_CODE(store->PutSessionWithIdempotency(Session("s"), "key-bad", "fp", 60'000),
+  CHECK_ERROR(store->GetIdempotency("key-bad"), ErrorCode::kCorrupt, "key-bad");
+  CHECK_ERROR(store->PutSessionWithIdempotency(Session("s"), "key-bad", "fp", 60'000),
              ErrorCode::kCorrupt, "key-bad");
-  CHECK_CODE(store->GetSession("s"), ErrorCode::kNotFound, "s");  // nothing written
-  CHECK_CODE(store->AcquireLease("tuner:bad", "b", 60'000), ErrorCode::kCorrupt, "token");
-  CHECK_CODE(store->GetLease("tuner:nodeadline"), ErrorCode::kCorrupt, "tuner:nodeadline");
-  CHECK_CODE(store->ListLeases(), ErrorCode::kCorrupt, "tuner:");
+  CHECK_ERROR(store->GetSession("s"), ErrorCode::kNotFound, "s");  // nothing written
+  CHECK_ERROR(store->AcquireLease("tuner:bad", "b", 60'000), ErrorCode::kCorrupt, "token");
+  CHECK_ERROR(store->GetLease("tuner:nodeadline"), ErrorCode::kCorrupt, "tuner:nodeadline");
+  CHECK_ERROR(store->ListLeases(), ErrorCode::kCorrupt, "tuner:");
 
   clock.AdvanceMs(120'000);
   auto swept = store->SweepExpired();
@@ -313,7 +285,7 @@ TEST_CASE("idempotency and lease records that do not decode are ECORRUPT naming 
   CHECK(swept->corrupt_skipped == 3);
 
   REQUIRE_OK(store->DeleteIdempotency("key-bad"));  // deleting clears a bad record
-  CHECK_CODE(store->GetIdempotency("key-bad"), ErrorCode::kNotFound, "key-bad");
+  CHECK_ERROR(store->GetIdempotency("key-bad"), ErrorCode::kNotFound, "key-bad");
 }
 
 // ---------------------------------------------------------- format version
@@ -330,7 +302,7 @@ TEST_CASE("a store written by a newer incompatible version is refused and left u
     raw.Put("meta", "format", future);
   }
   auto refused = OpenStore("lmdb:" + scratch.path());
-  CHECK_CODE(refused, ErrorCode::kVersion, "newer version");
+  CHECK_ERROR(refused, ErrorCode::kVersion, "newer version");
   CHECK(MessageHas(refused.status(), "format 99"));
   CHECK(MessageHas(refused.status(), scratch.path()));
   RawLmdb raw(scratch.path());
@@ -345,12 +317,12 @@ TEST_CASE("a format record that does not decode or is missing is refused with EC
     RawLmdb raw(scratch.path());
     raw.Put("meta", "format", "format one");
   }
-  CHECK_CODE(OpenStore("lmdb:" + scratch.path()), ErrorCode::kCorrupt, "format");
+  CHECK_ERROR(OpenStore("lmdb:" + scratch.path()), ErrorCode::kCorrupt, "format");
   {
     RawLmdb raw(scratch.path());
     raw.Delete("meta", "format");
   }
-  CHECK_CODE(OpenStore("lmdb:" + scratch.path()), ErrorCode::kCorrupt, "'format' is missing");
+  CHECK_ERROR(OpenStore("lmdb:" + scratch.path()), ErrorCode::kCorrupt, "'format' is missing");
 }
 
 // ------------------------------------------------------------- map size
@@ -400,7 +372,7 @@ TEST_CASE("a full map answers ESTOREFULL, keeps serving reads, and takes writes 
     if (full.ok()) stored.push_back(record.session_id);
   }
   INFO("stored ", stored.size(), " sessions; then: ", full.ToString());
-  CHECK_CODE(full, ErrorCode::kStoreFull, "is full");
+  CHECK_ERROR(full, ErrorCode::kStoreFull, "is full");
   CHECK(MessageHas(full, scratch.path()));
   CHECK(MessageHas(full, "max_map_size_mb"));
   REQUIRE(stored.size() > 100);
@@ -408,8 +380,8 @@ TEST_CASE("a full map answers ESTOREFULL, keeps serving reads, and takes writes 
   // It stays full (a smaller record may still fit in a gap)...
   SessionRecord big = Session("one-too-many");
   big.reason_detail = std::string(400, 'f');
-  CHECK_CODE(store->PutSession(big), ErrorCode::kStoreFull, "is full");
-  CHECK_CODE(store->PutSessionWithIdempotency(big, "k", "fp", 60'000), ErrorCode::kStoreFull,
+  CHECK_ERROR(store->PutSession(big), ErrorCode::kStoreFull, "is full");
+  CHECK_ERROR(store->PutSessionWithIdempotency(big, "k", "fp", 60'000), ErrorCode::kStoreFull,
              "is full");
   // ...and reads go on.
   auto got = store->GetSession(stored.front());
@@ -450,7 +422,7 @@ TEST_CASE("a full store can be emptied completely and filled again") {
       record.reason_detail = std::string(700, 'e');
       const absl::Status status = store->PutSession(record);
       if (!status.ok()) {
-        CHECK_CODE(status, ErrorCode::kStoreFull, "is full");
+        CHECK_ERROR(status, ErrorCode::kStoreFull, "is full");
         break;
       }
       stored.push_back(record.session_id);
@@ -533,7 +505,7 @@ TEST_CASE("keys longer than LMDB's key limit work and stay distinct") {
   REQUIRE_OK(grant_a);
   auto grant_b = store->AcquireLease(b, "owner-b", 60'000);
   REQUIRE_OK(grant_b);
-  CHECK_CODE(store->AcquireLease(a, "owner-b", 60'000), ErrorCode::kBusy, "owner-a");
+  CHECK_ERROR(store->AcquireLease(a, "owner-b", 60'000), ErrorCode::kBusy, "owner-a");
   auto info = store->GetLease(b);
   REQUIRE_OK(info);
   CHECK(info->key == b);
@@ -550,7 +522,7 @@ TEST_CASE("keys longer than LMDB's key limit work and stay distinct") {
   auto entry = store->GetIdempotency(long_key);
   REQUIRE_OK(entry);
   CHECK(entry->session_id == "long");
-  CHECK_CODE(store->GetIdempotency(long_key + "!"), ErrorCode::kNotFound, "idempotency key");
+  CHECK_ERROR(store->GetIdempotency(long_key + "!"), ErrorCode::kNotFound, "idempotency key");
   auto report = store->CheckConsistency();
   REQUIRE_OK(report);
   CHECK(report->problems.empty());
@@ -568,7 +540,7 @@ TEST_CASE("owners, fingerprints and keys that are not UTF-8 come back byte for b
   REQUIRE_OK(info);
   CHECK(info->owner == owner);
   REQUIRE_OK(store->RenewLease(key, owner, 60'000));
-  CHECK_CODE(store->RenewLease(key, std::string("own\xff", 4), 60'000), ErrorCode::kConflict,
+  CHECK_ERROR(store->RenewLease(key, std::string("own\xff", 4), 60'000), ErrorCode::kConflict,
              "held by");
   REQUIRE_OK(store->ReleaseLease(key, owner));
 
@@ -676,7 +648,7 @@ TEST_CASE("a cached session rewritten through another store object is read back 
   REQUIRE_OK(got);
   CHECK(got->revision > updated->revision);
   REQUIRE_OK(writer->DeleteSession("s1"));
-  CHECK_CODE(reader->GetSession("s1"), ErrorCode::kNotFound, "s1");
+  CHECK_ERROR(reader->GetSession("s1"), ErrorCode::kNotFound, "s1");
 }
 
 TEST_CASE("a cached session rewritten by another process is read back new, even at the same size") {
@@ -733,7 +705,7 @@ TEST_CASE("a cached session rewritten by another process is read back new, even 
     return 0;
   });
   REQUIRE(deleter.Wait() == 0);
-  CHECK_CODE(store->GetSession("s2"), ErrorCode::kNotFound, "s2");
+  CHECK_ERROR(store->GetSession("s2"), ErrorCode::kNotFound, "s2");
 }
 
 TEST_CASE("a cached session overwritten with garbage is ECORRUPT naming its key, however read") {
@@ -767,10 +739,10 @@ TEST_CASE("a cached session overwritten with garbage is ECORRUPT naming its key,
     });
     REQUIRE(vandal.Wait() == 0);
     const uint64_t hits = store->CacheStats().hits;
-    CHECK_CODE(store->GetSession("victim"), ErrorCode::kCorrupt, "victim");
-    CHECK_CODE(store->GetSession("victim"), ErrorCode::kCorrupt, "victim");
+    CHECK_ERROR(store->GetSession("victim"), ErrorCode::kCorrupt, "victim");
+    CHECK_ERROR(store->GetSession("victim"), ErrorCode::kCorrupt, "victim");
     bool mutated = false;
-    CHECK_CODE(store->UpdateSession("victim",
+    CHECK_ERROR(store->UpdateSession("victim",
                                     [&](SessionRecord&) {
                                       mutated = true;
                                       return absl::OkStatus();
@@ -779,9 +751,9 @@ TEST_CASE("a cached session overwritten with garbage is ECORRUPT naming its key,
     CHECK_FALSE(mutated);
     CHECK(store->CacheStats().hits == hits);  // never served from the cache
     CHECK(store->CacheStats().entries == 1);  // and the stale entry dropped
-    CHECK_CODE(store->ListSessions(0, 10), ErrorCode::kCorrupt, "victim");
+    CHECK_ERROR(store->ListSessions(0, 10), ErrorCode::kCorrupt, "victim");
     size_t visited = 0;
-    CHECK_CODE(store->ScanSessions([&](const SessionRecord&) { return ++visited, true; }),
+    CHECK_ERROR(store->ScanSessions([&](const SessionRecord&) { return ++visited, true; }),
                ErrorCode::kCorrupt, "victim");
     CHECK(visited == 1);
     CHECK(store->CacheStats().hits == hits + 2);  // the bystander, listed and scanned

@@ -34,6 +34,7 @@
 #include "lib/store/store.h"
 #include "tests/store/contract.h"
 #include "tests/store/redis_server.h"
+#include "tests/store/status_checks.h"
 
 namespace xg2g::store_test {
 
@@ -59,34 +60,6 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 
-std::string CodeName(const absl::Status& status) {
-  return std::string(ErrorCodeName(CodeOf(status)));
-}
-
-bool MessageHas(const absl::Status& status, std::string_view needle) {
-  return FromAbsl(status.message()).find(needle) != std::string_view::npos;
-}
-
-template <typename T>
-absl::Status StatusOf(const absl::StatusOr<T>& result) {
-  return result.status();
-}
-absl::Status StatusOf(const absl::Status& status) { return status; }
-
-#define CHECK_CODE(expr, code, needle)                                         \
-  do {                                                                         \
-    const absl::Status check_status_ = StatusOf(expr);                         \
-    INFO("status: ", check_status_.ToString());                                \
-    CHECK(CodeName(check_status_) == std::string(ErrorCodeName(code)));        \
-    CHECK_MESSAGE(MessageHas(check_status_, needle), "message should name '",  \
-                  std::string(needle), "'");                                   \
-  } while (0)
-
-#define REQUIRE_OK(expr)                                               \
-  do {                                                                 \
-    const absl::Status require_status_ = StatusOf(expr);               \
-    REQUIRE_MESSAGE(require_status_.ok(), require_status_.ToString()); \
-  } while (0)
 
 // A prefix no other case of this run uses.
 std::string FreshPrefix() {
@@ -257,10 +230,10 @@ TEST_CASE("the environment supplies the password, pool size and timeout the URI 
   CHECK(from_uri->endpoint.timeout_ms == 100);
 
   ScopedEnv bad_pool("XG2G_REDIS_POOL", "many");
-  CHECK_CODE(ParseRedisLocation("//h:1/0"), ErrorCode::kInvalid, "XG2G_REDIS_POOL");
+  CHECK_ERROR(ParseRedisLocation("//h:1/0"), ErrorCode::kInvalid, "XG2G_REDIS_POOL");
   ScopedEnv good_pool("XG2G_REDIS_POOL", "2");
   ScopedEnv bad_timeout("XG2G_REDIS_TIMEOUT_MS", "0");
-  CHECK_CODE(ParseRedisLocation("//h:1/0"), ErrorCode::kInvalid, "XG2G_REDIS_TIMEOUT_MS");
+  CHECK_ERROR(ParseRedisLocation("//h:1/0"), ErrorCode::kInvalid, "XG2G_REDIS_TIMEOUT_MS");
 }
 
 TEST_CASE("a malformed redis URI is EINVAL naming the part, never the password") {
@@ -295,7 +268,7 @@ TEST_CASE("a malformed redis URI is EINVAL naming the part, never the password")
   for (const auto& [uri, needle] : cases) {
     INFO("uri: ", uri);
     auto store = OpenStore(uri);
-    CHECK_CODE(store, ErrorCode::kInvalid, needle);
+    CHECK_ERROR(store, ErrorCode::kInvalid, needle);
     CHECK_FALSE(MessageHas(store.status(), "s3cret"));
   }
 }
@@ -307,7 +280,7 @@ TEST_CASE("opening a store where no server answers is EUNAVAILABLE, quickly and 
   gone->reset();  // nothing listens on the port now
   const auto start = steady_clock::now();
   auto store = OpenStore(fmt::format("redis://:s3cret-pass@127.0.0.1:{}/0?timeout_ms=500", port));
-  CHECK_CODE(store, ErrorCode::kUnavailable, fmt::format("127.0.0.1:{}", port));
+  CHECK_ERROR(store, ErrorCode::kUnavailable, fmt::format("127.0.0.1:{}", port));
   CHECK_FALSE(MessageHas(store.status(), "s3cret"));
   CHECK(ElapsedMs(start) < 1500);
 }
@@ -319,10 +292,10 @@ TEST_CASE("a server with a password takes the right one from the URI or the envi
   {
     ScopedEnv no_password("XG2G_REDIS_PASSWORD", nullptr);
     auto wrong = OpenStore(fmt::format("redis://:wr0ng@127.0.0.1:{}/0{}", (*server)->port(), query));
-    CHECK_CODE(wrong, ErrorCode::kUnavailable, "refused the credentials");
+    CHECK_ERROR(wrong, ErrorCode::kUnavailable, "refused the credentials");
     CHECK_FALSE(MessageHas(wrong.status(), "wr0ng"));
     auto none = OpenStore((*server)->Uri(query));
-    CHECK_CODE(none, ErrorCode::kUnavailable, "NOAUTH");
+    CHECK_ERROR(none, ErrorCode::kUnavailable, "NOAUTH");
 
     auto right = OpenStore(
         fmt::format("redis://:s3cret%20pass@127.0.0.1:{}/0{}", (*server)->port(), query));
@@ -346,7 +319,7 @@ TEST_CASE("a database number in the URI selects that database") {
   auto db0 = OpenShared(prefix);
   REQUIRE_OK(db5->PutSession(SampleSession("in-five")));
   CHECK(db5->GetSession("in-five").ok());
-  CHECK_CODE(db0->GetSession("in-five"), ErrorCode::kNotFound, "in-five");
+  CHECK_ERROR(db0->GetSession("in-five"), ErrorCode::kNotFound, "in-five");
   CHECK(KeysUnder(SharedRedisServer(), prefix).empty());  // database 0 holds none of them
 }
 
@@ -356,9 +329,9 @@ TEST_CASE("stores with different prefixes on one server share nothing") {
   REQUIRE_OK(a->PutSession(SampleSession("same-id")));
   REQUIRE_OK(a->AcquireLease("tuner:0", "daemon-a", 60'000));
   REQUIRE_OK(a->PutSessionWithIdempotency(SampleSession("keyed"), "key", "fp", 60'000));
-  CHECK_CODE(b->GetSession("same-id"), ErrorCode::kNotFound, "same-id");
+  CHECK_ERROR(b->GetSession("same-id"), ErrorCode::kNotFound, "same-id");
   CHECK(b->AcquireLease("tuner:0", "daemon-b", 60'000).ok());
-  CHECK_CODE(b->GetIdempotency("key"), ErrorCode::kNotFound, "key");
+  CHECK_ERROR(b->GetIdempotency("key"), ErrorCode::kNotFound, "key");
   auto page = b->ListSessions(0, 10);
   REQUIRE_OK(page);
   CHECK(page->total == 0);
@@ -490,27 +463,27 @@ TEST_CASE("a session record that is not JSON is ECORRUPT naming its key, never a
   Raw(server, {"HSET", store->SessionKey("hashed"), "not", "a record"});
   Raw(server, {"SET", store->SessionKey("stolen"), EncodeSession(SampleSession("someone-else"))});
 
-  CHECK_CODE(store->GetSession("victim"), ErrorCode::kCorrupt, store->SessionKey("victim"));
-  CHECK_CODE(store->GetSession("hashed"), ErrorCode::kCorrupt, store->SessionKey("hashed"));
-  CHECK_CODE(store->GetSession("stolen"), ErrorCode::kCorrupt, "someone-else");
+  CHECK_ERROR(store->GetSession("victim"), ErrorCode::kCorrupt, store->SessionKey("victim"));
+  CHECK_ERROR(store->GetSession("hashed"), ErrorCode::kCorrupt, store->SessionKey("hashed"));
+  CHECK_ERROR(store->GetSession("stolen"), ErrorCode::kCorrupt, "someone-else");
   CHECK(store->GetSession("good-1").ok());
 
   bool mutated = false;
-  CHECK_CODE(store->UpdateSession("victim",
+  CHECK_ERROR(store->UpdateSession("victim",
                                   [&](SessionRecord&) {
                                     mutated = true;
                                     return absl::OkStatus();
                                   }),
              ErrorCode::kCorrupt, "victim");
   CHECK_FALSE(mutated);
-  CHECK_CODE(store->ListSessions(0, 100), ErrorCode::kCorrupt, "hashed");
+  CHECK_ERROR(store->ListSessions(0, 100), ErrorCode::kCorrupt, "hashed");
 
   std::set<std::string> seen;
   const absl::Status scanned = store->ScanSessions([&](const SessionRecord& record) {
     seen.insert(record.session_id);
     return true;
   });
-  CHECK_CODE(scanned, ErrorCode::kCorrupt, "3 record(s)");
+  CHECK_ERROR(scanned, ErrorCode::kCorrupt, "3 record(s)");
   CHECK(MessageHas(scanned, "hashed"));
   CHECK(seen == std::set<std::string>{"good-0", "good-1", "good-2", "good-3", "good-4"});
 
@@ -534,18 +507,18 @@ TEST_CASE("a lease key of the wrong type or without its fields is ECORRUPT namin
   Raw(server, {"SET", store->FenceKey("tuner:fence"), "not a number"});
 
   const std::string string_key = store->LeaseKey("tuner:string");
-  CHECK_CODE(store->AcquireLease("tuner:string", "daemon-b", 60'000), ErrorCode::kCorrupt,
+  CHECK_ERROR(store->AcquireLease("tuner:string", "daemon-b", 60'000), ErrorCode::kCorrupt,
              string_key);
-  CHECK_CODE(store->AcquireLease("tuner:string", "daemon-b", 60'000), ErrorCode::kCorrupt,
+  CHECK_ERROR(store->AcquireLease("tuner:string", "daemon-b", 60'000), ErrorCode::kCorrupt,
              "holds a string");
-  CHECK_CODE(store->RenewLease("tuner:string", "daemon-a", 60'000), ErrorCode::kCorrupt,
+  CHECK_ERROR(store->RenewLease("tuner:string", "daemon-a", 60'000), ErrorCode::kCorrupt,
              string_key);
-  CHECK_CODE(store->ReleaseLease("tuner:string", "daemon-a"), ErrorCode::kCorrupt, string_key);
-  CHECK_CODE(store->GetLease("tuner:string"), ErrorCode::kCorrupt, string_key);
-  CHECK_CODE(store->GetLease("tuner:partial"), ErrorCode::kCorrupt,
+  CHECK_ERROR(store->ReleaseLease("tuner:string", "daemon-a"), ErrorCode::kCorrupt, string_key);
+  CHECK_ERROR(store->GetLease("tuner:string"), ErrorCode::kCorrupt, string_key);
+  CHECK_ERROR(store->GetLease("tuner:partial"), ErrorCode::kCorrupt,
              store->LeaseKey("tuner:partial"));
-  CHECK_CODE(store->ListLeases(), ErrorCode::kCorrupt, "tuner:");
-  CHECK_CODE(store->AcquireLease("tuner:fence", "daemon-a", 60'000), ErrorCode::kCorrupt,
+  CHECK_ERROR(store->ListLeases(), ErrorCode::kCorrupt, "tuner:");
+  CHECK_ERROR(store->AcquireLease("tuner:fence", "daemon-a", 60'000), ErrorCode::kCorrupt,
              store->FenceKey("tuner:fence"));
   CHECK(store->RenewLease("tuner:ok", "daemon-a", 60'000).ok());  // the others are unharmed
 
@@ -562,22 +535,22 @@ TEST_CASE("an idempotency key or an index of the wrong type is ECORRUPT; deletin
   auto store = OpenShared();
   const RedisServer& server = SharedRedisServer();
   Raw(server, {"SET", store->IdempotencyKey("key-bad"), "[1,2,3]"});
-  CHECK_CODE(store->GetIdempotency("key-bad"), ErrorCode::kCorrupt,
+  CHECK_ERROR(store->GetIdempotency("key-bad"), ErrorCode::kCorrupt,
              store->IdempotencyKey("key-bad"));
-  CHECK_CODE(store->PutSessionWithIdempotency(SampleSession("s"), "key-bad", "fp", 60'000),
+  CHECK_ERROR(store->PutSessionWithIdempotency(SampleSession("s"), "key-bad", "fp", 60'000),
              ErrorCode::kCorrupt, "key-bad");
-  CHECK_CODE(store->GetSession("s"), ErrorCode::kNotFound, "s");  // nothing written
+  CHECK_ERROR(store->GetSession("s"), ErrorCode::kNotFound, "s");  // nothing written
   REQUIRE_OK(store->DeleteIdempotency("key-bad"));
-  CHECK_CODE(store->GetIdempotency("key-bad"), ErrorCode::kNotFound, "key-bad");
+  CHECK_ERROR(store->GetIdempotency("key-bad"), ErrorCode::kNotFound, "key-bad");
 
   Raw(server, {"SET", store->SessionIndexKey(), "not a sorted set"});
-  CHECK_CODE(store->PutSession(SampleSession("t")), ErrorCode::kCorrupt, store->SessionIndexKey());
-  CHECK_CODE(store->ListSessions(0, 10), ErrorCode::kCorrupt, store->SessionIndexKey());
-  CHECK_CODE(store->ScanSessions([](const SessionRecord&) { return true; }), ErrorCode::kCorrupt,
+  CHECK_ERROR(store->PutSession(SampleSession("t")), ErrorCode::kCorrupt, store->SessionIndexKey());
+  CHECK_ERROR(store->ListSessions(0, 10), ErrorCode::kCorrupt, store->SessionIndexKey());
+  CHECK_ERROR(store->ScanSessions([](const SessionRecord&) { return true; }), ErrorCode::kCorrupt,
              store->SessionIndexKey());
   Raw(server, {"SET", store->RevisionKey(), "seven"});
   Raw(server, {"DEL", store->SessionIndexKey()});
-  CHECK_CODE(store->PutSession(SampleSession("t")), ErrorCode::kCorrupt, store->RevisionKey());
+  CHECK_ERROR(store->PutSession(SampleSession("t")), ErrorCode::kCorrupt, store->RevisionKey());
 }
 
 // ------------------------------------------------------- time and tokens
@@ -671,13 +644,13 @@ TEST_CASE("a paused server makes calls fail with EUNAVAILABLE within the timeout
     slowest = std::max(slowest, ElapsedMs(start));
     return status;
   };
-  CHECK_CODE(timed([&] { return store->GetSession("kept"); }), ErrorCode::kUnavailable,
+  CHECK_ERROR(timed([&] { return store->GetSession("kept"); }), ErrorCode::kUnavailable,
              "no answer within 300 ms");
-  CHECK_CODE(timed([&] { return store->PutSession(SampleSession("x")); }),
+  CHECK_ERROR(timed([&] { return store->PutSession(SampleSession("x")); }),
              ErrorCode::kUnavailable, "redis at 127.0.0.1");
-  CHECK_CODE(timed([&] { return store->AcquireLease("tuner:1", "daemon-a", 60'000); }),
+  CHECK_ERROR(timed([&] { return store->AcquireLease("tuner:1", "daemon-a", 60'000); }),
              ErrorCode::kUnavailable, "redis");
-  CHECK_CODE(timed([&] { return store->ListLeases(); }), ErrorCode::kUnavailable, "redis");
+  CHECK_ERROR(timed([&] { return store->ListLeases(); }), ErrorCode::kUnavailable, "redis");
   const auto clock_start = steady_clock::now();
   CHECK(store->NowMs() > 0);  // no error to give: an estimate from the last answer
   slowest = std::max(slowest, ElapsedMs(clock_start));
@@ -701,7 +674,7 @@ TEST_CASE("a killed server makes calls fail at once; the same store works again 
   (*server)->Kill();
   for (int i = 0; i < 20; ++i) {
     const auto start = steady_clock::now();
-    CHECK_CODE(store->PutSession(SampleSession("lost")), ErrorCode::kUnavailable, "unavailable");
+    CHECK_ERROR(store->PutSession(SampleSession("lost")), ErrorCode::kUnavailable, "unavailable");
     CHECK(ElapsedMs(start) < 500);
   }
   REQUIRE_OK((*server)->Restart());
@@ -890,7 +863,7 @@ TEST_CASE("three stores on one server: 100 racing acquires of one lease make exa
       if (results[t].ok()) {
         winners.push_back(t);
       } else {
-        CHECK_CODE(results[t], ErrorCode::kBusy, "service:1:0:19");
+        CHECK_ERROR(results[t], ErrorCode::kBusy, "service:1:0:19");
       }
     }
     REQUIRE(winners.size() == 1);
