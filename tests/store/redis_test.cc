@@ -60,7 +60,6 @@ namespace {
 using std::chrono::milliseconds;
 using std::chrono::steady_clock;
 
-
 // A prefix no other case of this run uses.
 std::string FreshPrefix() {
   static std::atomic<int> next{0};
