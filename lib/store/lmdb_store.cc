@@ -1258,8 +1258,14 @@ constexpr bool MemberCount(std::index_sequence<I...> n) {
 class CachedSession {
  public:
   // Null when a size does not fit the block's counts (never in practice).
+  // No snapshot: the bytes were not read in a read transaction.
+  static constexpr uint64_t kNoSnapshot = ~uint64_t{0};
+
+  // `snapshot`: the read transaction's id (mdb_txn_id) the bytes were read
+  // in, or kNoSnapshot.
   static std::shared_ptr<const CachedSession> Make(std::string_view bytes,
-                                                   const SessionRecord& record) {
+                                                   const SessionRecord& record,
+                                                   uint64_t snapshot) {
     // Every field of SessionRecord is stored below: one added there must be
     // added here too, or a cached record would come back without it.
     static_assert(MemberCount<SessionRecord>(std::make_index_sequence<15>{}),
@@ -1293,6 +1299,7 @@ class CachedSession {
     entry->pipeline_state_ = record.pipeline_state;
     entry->reason_ = record.reason;
     entry->llhls_ = record.profile.llhls;
+    entry->verified_snapshot_.store(snapshot, std::memory_order_relaxed);
     char* out = entry->payload();
     const auto put = [&out](std::string_view text) {
       if (!text.empty()) std::memcpy(out, text.data(), text.size());
@@ -1316,6 +1323,25 @@ class CachedSession {
 
   std::string_view bytes() const { return {payload(), bytes_size_}; }
   std::string_view id() const { return {payload() + bytes_size_, text_sizes_[0]}; }
+
+  // Whether the entry's bytes were found to be the stored ones in a read
+  // transaction of snapshot `snapshot`. LMDB numbers snapshots by the last
+  // committed write (in every process on the environment), so another read
+  // at the same snapshot finds the same bytes: no need to read and compare
+  // them again.
+  bool VerifiedAt(uint64_t snapshot) const {
+    return snapshot != kNoSnapshot &&
+           verified_snapshot_.load(std::memory_order_relaxed) == snapshot;
+  }
+  // Records that the bytes matched at `snapshot`. Any value held is a
+  // snapshot at which they matched, so the order of concurrent calls does
+  // not matter; an unchanged value is not written again (the entry's cache
+  // line stays shared between reading threads).
+  void MarkVerified(uint64_t snapshot) const {
+    if (verified_snapshot_.load(std::memory_order_relaxed) != snapshot) {
+      verified_snapshot_.store(snapshot, std::memory_order_relaxed);
+    }
+  }
 
   // The bytes from `this` that a hit reads.
   size_t size() const { return sizeof(CachedSession) + payload_size_; }
@@ -1386,6 +1412,7 @@ class CachedSession {
   PipelineState pipeline_state_ = PipelineState::kIdle;
   Reason reason_ = Reason::kNone;
   bool llhls_ = false;
+  mutable std::atomic<uint64_t> verified_snapshot_{kNoSnapshot};
   // Followed by the payload: the bytes, the texts, then for each context
   // entry its two sizes, key and value.
 };
@@ -1724,13 +1751,13 @@ int64_t LmdbStore::DeadlineAfter(int64_t ttl_ms) const {
 
 absl::StatusOr<SessionRecord> LmdbStore::DecodeAndRemember(std::string_view id,
                                                            std::string_view bytes,
-                                                           bool remember) {
+                                                           bool remember, uint64_t snapshot) {
   absl::StatusOr<SessionRecord> record = DecodeStoredSession(id, bytes);
   if (cache_ == nullptr) return record;
   if (!record.ok()) {
     cache_->Erase(id);  // whatever it held is no longer what is stored
   } else if (remember && cache_->Admit(id)) {
-    if (std::shared_ptr<const CachedSession> entry = CachedSession::Make(bytes, *record)) {
+    if (std::shared_ptr<const CachedSession> entry = CachedSession::Make(bytes, *record, snapshot)) {
       cache_->Insert(std::move(entry));
     }
   }
@@ -1743,7 +1770,7 @@ absl::StatusOr<SessionRecord> LmdbStore::DecodeCached(std::string_view id, std::
     const SessionCache::Probe probe = cache_->Lookup(id);
     if (cache_->Hit(probe, bytes)) return probe.entry->Record();
   }
-  return DecodeAndRemember(id, bytes, remember);
+  return DecodeAndRemember(id, bytes, remember, CachedSession::kNoSnapshot);
 }
 
 LmdbCacheStats LmdbStore::CacheStats() const {
@@ -1773,15 +1800,23 @@ absl::StatusOr<SessionRecord> LmdbStore::GetSession(std::string_view id) {
   bool hit = false;
   SessionRecord record;
   XG2G_RETURN_IF_ERROR(Read(env, [&](MDB_txn* txn) -> absl::Status {
+    const uint64_t snapshot = mdb_txn_id(txn);
+    // Nothing committed since the entry last matched: it still does.
+    if (probe.entry != nullptr && probe.entry->VerifiedAt(snapshot) && probe.entry->id() == id) {
+      hit = true;
+      return absl::OkStatus();
+    }
     MDB_val val;
     XG2G_ASSIGN_OR_RETURN(const bool found,
                           Get(env, txn, env.sessions, ValOf(id), val, "a session"));
     if (!found) return SessionNotFound(id);
     if (cache_ != nullptr && cache_->Hit(probe, ViewOf(val))) {
+      probe.entry->MarkVerified(snapshot);
       hit = true;
       return absl::OkStatus();
     }
-    XG2G_ASSIGN_OR_RETURN(record, DecodeAndRemember(id, ViewOf(val), /*remember=*/true));
+    XG2G_ASSIGN_OR_RETURN(record,
+                          DecodeAndRemember(id, ViewOf(val), /*remember=*/true, snapshot));
     return absl::OkStatus();
   }));
   if (hit) return probe.entry->Record();  // built with no transaction open
@@ -1811,7 +1846,8 @@ absl::StatusOr<SessionRecord> LmdbStore::UpdateSession(std::string_view id,
         copy = probe.entry->Record();
         return absl::OkStatus();
       }
-      XG2G_ASSIGN_OR_RETURN(copy, DecodeAndRemember(id, read_bytes, /*remember=*/true));
+      XG2G_ASSIGN_OR_RETURN(
+          copy, DecodeAndRemember(id, read_bytes, /*remember=*/true, mdb_txn_id(txn)));
       return absl::OkStatus();
     }));
     // Caller code: no transaction open, no lock held.

@@ -13,7 +13,10 @@
 // holding the exact stored bytes beside the record decoded from them. A read
 // uses an entry only when the bytes it has just read from LMDB equal the
 // entry's byte for byte, so a write by any thread, store object or process,
-// and a damaged record, are seen exactly as without the cache.
+// and a damaged record, are seen exactly as without the cache. A session read
+// at the LMDB snapshot (the id of the last committed write, the same in every
+// process) at which its entry last matched skips the read and the compare:
+// nothing can have changed since.
 //
 // LMDB forbids opening one environment twice in one process, so stores opened
 // on the same directory in one process share one environment (a process-wide
@@ -190,9 +193,11 @@ class LmdbStore final : public Store {
   absl::StatusOr<SessionRecord> DecodeCached(std::string_view id, std::string_view bytes,
                                              bool remember);
   // Decodes without looking in the cache; caches the record when `remember`,
-  // drops what the cache held for `id` when it does not decode.
+  // drops what the cache held for `id` when it does not decode. `snapshot`:
+  // the id (mdb_txn_id) of the read transaction `bytes` come from, or all
+  // ones when not known.
   absl::StatusOr<SessionRecord> DecodeAndRemember(std::string_view id, std::string_view bytes,
-                                                  bool remember);
+                                                  bool remember, uint64_t snapshot);
 
   // Deadline `ttl_ms` after now, saturating instead of overflowing.
   int64_t DeadlineAfter(int64_t ttl_ms) const;

@@ -55,6 +55,7 @@
 #include "absl/status/status.h"
 #include "lib/common/status.h"
 #include "lib/session/session.h"
+#include "lib/store/lmdb_store.h"
 #include "lib/store/store.h"
 
 namespace xg2g {
@@ -66,6 +67,7 @@ struct Options {
   long nosync_writes = 20'000;
   long reads = 200'000;
   int repeat = 3;
+  long cache = -1;  // the store's cache entries (cache=N); -1: its default
 };
 
 struct Mode {
@@ -230,8 +232,12 @@ struct Row {
   std::string raw_op;
 };
 
-std::string StoreUri(const std::string& dir, const Mode& mode) {
-  return fmt::format("lmdb:{}{}", dir, mode.uri_suffix);
+std::string StoreUri(const std::string& dir, const Mode& mode, long cache) {
+  std::string uri = fmt::format("lmdb:{}{}", dir, mode.uri_suffix);
+  if (cache >= 0) {
+    uri += fmt::format("{}cache={}", mode.uri_suffix.empty() ? '?' : '&', cache);
+  }
+  return uri;
 }
 
 // The best of several runs: noise from other work on the machine only ever
@@ -249,7 +255,7 @@ void Measure(const Options& opt, const Mode& mode, int threads, std::vector<Row>
 
   RawLmdb raw(base + "-raw", mode.durable);
   RawLmdb notls(base + "-raw-notls", mode.durable, MDB_NOTLS);
-  const std::string uri = StoreUri(base + "-store", mode);
+  const std::string uri = StoreUri(base + "-store", mode, opt.cache);
   auto opened = OpenStore(uri);
   Check(opened.status(), fmt::format("open {}", uri));
   Store& store = **opened;
@@ -398,8 +404,10 @@ int Run(Options opt) {
   fmt::print("LMDB store vs raw LMDB, same run\n");
   fmt::print("dir {} ({})\n", opt.dir, FsType(opt.dir));
   fmt::print("record {} bytes encoded; per run: {} durable writes, {} no-sync writes, {} reads; "
-             "best of {} runs\n",
-             sample.size(), opt.durable_writes, opt.nosync_writes, opt.reads, opt.repeat);
+             "best of {} runs; store cache {}\n",
+             sample.size(), opt.durable_writes, opt.nosync_writes, opt.reads, opt.repeat,
+             opt.cache < 0 ? fmt::format("{} (the default)", LmdbOptions{}.cache_entries)
+                           : std::to_string(opt.cache));
   fmt::print("{}\n", std::string(78, '-'));
   fmt::print("{:<8} {:>3}  {:<14} {:>12} {:>12} {:>9}  {:<8}\n", "mode", "thr", "op",
              "store op/s", "raw op/s", "ratio", "raw op");
@@ -453,7 +461,7 @@ int Run(Options opt) {
 int Usage() {
   fmt::print(stderr,
              "usage: lmdb_bench [--dir DIR] [--durable-writes N] [--nosync-writes N] "
-             "[--reads N] [--repeat N]\n");
+             "[--reads N] [--repeat N] [--cache N]\n");
   return 2;
 }
 
@@ -479,6 +487,9 @@ int main(int argc, char** argv) {
       if (!count(opt.nosync_writes)) return Usage();
     } else if (args[i] == "--reads") {
       if (!count(opt.reads)) return Usage();
+    } else if (args[i] == "--cache" && has_value) {
+      opt.cache = std::atol(std::string(args[++i]).c_str());
+      if (opt.cache < 0 || opt.cache > 16'777'216) return Usage();
     } else if (args[i] == "--repeat" && has_value) {
       opt.repeat = std::atoi(std::string(args[++i]).c_str());
       if (opt.repeat < 1 || opt.repeat > 20) return Usage();
