@@ -12,7 +12,9 @@
 #include <cctype>
 #include <charconv>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <exception>
 #include <limits>
 #include <map>
 #include <memory>
@@ -581,6 +583,8 @@ absl::Status LmdbError(std::string_view path, int rc, std::string_view what) {
 
 // ----------------------------------------------------------------- the env
 
+struct LmdbCommitRequest;  // one write waiting for a group commit (below)
+
 struct LmdbStore::Env {
   std::string path;
   dev_t dev = 0;
@@ -610,6 +614,15 @@ struct LmdbStore::Env {
   std::atomic<uint64_t> idempotency_sweep_at{kMinSweepEntries};
   std::atomic<uint64_t> lease_sweep_at{kMinSweepEntries};
   std::atomic<bool> sweeping{false};
+  // Group commit (WriteGrouped): the writes of this process waiting for the
+  // next shared transaction, and whether a thread is running one.
+  std::mutex commit_mu;
+  std::condition_variable commit_cv;
+  std::vector<LmdbCommitRequest*> commit_queue;  // guarded by commit_mu
+  bool committing = false;                       // guarded by commit_mu
+  size_t committing_writes = 0;                  // guarded by commit_mu
+  uint64_t groups_committed = 0;                 // guarded by commit_mu
+  uint64_t writes_committed = 0;                 // guarded by commit_mu
 
   absl::Status Error(int rc, std::string_view what) const { return LmdbError(path, rc, what); }
 };
@@ -974,6 +987,167 @@ WriteStep WriteOnce(Env& env, Body& body, absl::Status& result, uint64_t& seen_m
              : WriteStep::kDone;
 }
 
+}  // namespace
+
+// A write handed to the thread that runs the next group commit: its body,
+// and what came of it.
+struct LmdbCommitRequest {
+  absl::Status (*run)(void* body, WriteTxn& w) = nullptr;
+  void* body = nullptr;
+  absl::Status result;
+  WriteStep step = WriteStep::kDone;
+  uint64_t seen_map = 0;
+  std::exception_ptr thrown;  // what the body threw: rethrown in its own thread
+  bool done = false;          // guarded by the env's commit_mu
+};
+
+namespace {
+
+// The most writes one group commit takes: bounds the time the first of them
+// waits for the rest.
+constexpr size_t kMaxGroupCommit = 256;
+
+// Runs each request's body in a transaction nested in one write transaction
+// and commits that once: one fsync for the whole batch. A body that fails
+// (or fills the map) aborts only its own nested transaction; the others are
+// committed all the same. Each request's step and result are as WriteOnce
+// would have set them for it alone.
+// Returns how many writes the parent transaction committed.
+size_t RunGroup(Env& env, const std::vector<LmdbCommitRequest*>& batch) {
+  if (batch.size() == 1) {
+    // Alone: no nested transaction needed (each costs LMDB a page list of
+    // its own), the body runs in the transaction itself as without groups.
+    LmdbCommitRequest& r = *batch.front();
+    auto run = [&r](WriteTxn& w) { return r.run(r.body, w); };
+    try {
+      r.step = WriteOnce(env, run, r.result, r.seen_map);
+    } catch (...) {
+      r.thrown = std::current_exception();  // the guard aborted the transaction
+      return 0;
+    }
+    const bool committed =
+        (r.step == WriteStep::kDone || r.step == WriteStep::kGrowEarly) && r.result.ok();
+    return committed ? 1 : 0;
+  }
+  MDB_txn* parent = nullptr;
+  const int begin_rc = mdb_txn_begin(env.env, nullptr, 0, &parent);
+  if (begin_rc != 0) {
+    for (LmdbCommitRequest* r : batch) {
+      r->step = begin_rc == MDB_MAP_RESIZED ? WriteStep::kAdopt : WriteStep::kDone;
+      if (begin_rc != MDB_MAP_RESIZED) r->result = env.Error(begin_rc, "begin a write transaction");
+    }
+    return 0;
+  }
+  TxnGuard guard(parent);
+  std::vector<LmdbCommitRequest*> committed;
+  committed.reserve(batch.size());
+  for (LmdbCommitRequest* r : batch) {
+    MDB_txn* child = nullptr;
+    if (const int rc = mdb_txn_begin(env.env, parent, 0, &child); rc != 0) {
+      r->result = env.Error(rc, "begin a nested write transaction");
+      r->step = WriteStep::kDone;
+      continue;
+    }
+    TxnGuard child_guard(child);
+    WriteTxn w{env, child};
+    try {
+      r->result = r->run(r->body, w);
+    } catch (...) {
+      r->thrown = std::current_exception();  // the child is aborted
+      continue;
+    }
+    r->seen_map = MapSizeOf(env);
+    r->step = WriteStep::kDone;
+    if (w.map_full) {
+      r->step = WriteStep::kGrow;  // the child is aborted; it runs again alone
+      continue;
+    }
+    if (!r->result.ok() && !w.commit_on_error) continue;  // the child is aborted
+    if (const int rc = child_guard.Commit(); rc == MDB_MAP_FULL) {
+      r->step = WriteStep::kGrow;
+      continue;
+    } else if (rc != 0) {
+      r->result = env.Error(rc, "commit a nested write transaction");
+      continue;
+    }
+    committed.push_back(r);
+  }
+  if (committed.empty()) return 0;  // the guard aborts the empty parent
+  if (const int rc = guard.Commit(); rc != 0) {
+    for (LmdbCommitRequest* r : committed) {
+      if (rc == MDB_MAP_FULL) {
+        r->step = WriteStep::kGrow;
+      } else {
+        r->result = env.Error(rc, "commit");
+      }
+    }
+    return 0;
+  }
+  MDB_envinfo info;
+  mdb_env_info(env.env, &info);
+  const uint64_t high = (info.me_last_pgno + 1) * env.page_bytes;
+  if (info.me_mapsize < env.soft_max_bytes && high >= info.me_mapsize / 100 * kGrowAtPercent) {
+    for (LmdbCommitRequest* r : committed) r->step = WriteStep::kGrowEarly;
+  }
+  return committed.size();
+}
+
+// WriteOnce, committed together with the writes other threads of this
+// process make at the same moment (group commit): the first writer to find
+// no group commit running runs one for everything queued, while writes that
+// arrive meanwhile queue for the next. Each write returns only once its own
+// transaction is committed (or has failed), so an acknowledgement still means
+// durable. The caller holds the gate shared, as for WriteOnce.
+template <typename Body>
+WriteStep WriteGrouped(Env& env, Body& body, absl::Status& result, uint64_t& seen_map) {
+  LmdbCommitRequest me;
+  me.body = &body;
+  me.run = [](void* b, WriteTxn& w) -> absl::Status { return (*static_cast<Body*>(b))(w); };
+  std::unique_lock lock(env.commit_mu);
+  env.commit_queue.push_back(&me);
+  while (!me.done) {
+    if (env.committing) {
+      env.commit_cv.wait(lock);
+      continue;
+    }
+    env.committing = true;
+    const size_t take = std::min(env.commit_queue.size(), kMaxGroupCommit);
+    std::vector<LmdbCommitRequest*> batch(env.commit_queue.begin(),
+                                          env.commit_queue.begin() + static_cast<long>(take));
+    env.commit_queue.erase(env.commit_queue.begin(),
+                           env.commit_queue.begin() + static_cast<long>(take));
+    env.committing_writes = batch.size();
+    lock.unlock();
+    // Whatever happens, every request of the batch gets an answer and the
+    // next group can start: a failure of the group itself (out of memory
+    // before the commit, so nothing was written) goes to each of them.
+    std::exception_ptr failure;
+    size_t committed = 0;
+    try {
+      committed = RunGroup(env, batch);
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    lock.lock();
+    if (committed > 0) {
+      ++env.groups_committed;
+      env.writes_committed += committed;
+    }
+    env.committing_writes = 0;
+    for (LmdbCommitRequest* r : batch) {
+      if (failure != nullptr && r->thrown == nullptr) r->thrown = failure;
+      r->done = true;
+    }
+    env.committing = false;
+    env.commit_cv.notify_all();
+  }
+  lock.unlock();
+  if (me.thrown != nullptr) std::rethrow_exception(me.thrown);
+  result = std::move(me.result);
+  seen_map = me.seen_map;
+  return me.step;
+}
+
 // Runs `body(WriteTxn&)` in a write transaction and commits it when the body
 // succeeds (or sets commit_on_error). When the map fills up, grows it and
 // runs the body again on a fresh transaction: a body must set all of its
@@ -991,7 +1165,8 @@ absl::Status Write(Env& env, WriteKind kind, Body&& body) {
     WriteStep step;
     {
       std::shared_lock gate(env.gate);
-      step = WriteOnce(env, body, result, seen_map);
+      step = env.options.group_commit ? WriteGrouped(env, body, result, seen_map)
+                                      : WriteOnce(env, body, result, seen_map);
     }
     switch (step) {
       case WriteStep::kDone:
@@ -1213,7 +1388,8 @@ absl::StatusOr<Env*> OpenEnv(const std::string& path, dev_t dev, ino_t ino,
 }
 
 bool SameOptions(const LmdbOptions& open, const LmdbOptions& asked, uint64_t page) {
-  return open.sync == asked.sync && open.max_map_bytes == RoundUp(asked.max_map_bytes, page);
+  return open.sync == asked.sync && open.max_map_bytes == RoundUp(asked.max_map_bytes, page) &&
+         open.group_commit == asked.group_commit;
 }
 
 std::string_view SyncName(LmdbSync sync) {
@@ -1701,9 +1877,10 @@ absl::StatusOr<std::unique_ptr<LmdbStore>> LmdbStore::Open(std::string_view dir,
     const long page = sysconf(_SC_PAGESIZE);
     if (!SameOptions(env->options, options, page > 0 ? static_cast<uint64_t>(page) : 4096)) {
       return InvalidError(fmt::format(
-          "lmdb store '{}' is already open in this process with sync={} and a maximum map size "
-          "of {}; open it with the same options (or close it first)",
-          path, SyncName(env->options.sync), Bytes(env->options.max_map_bytes)));
+          "lmdb store '{}' is already open in this process with sync={}, a maximum map size "
+          "of {} and group_commit={}; open it with the same options (or close it first)",
+          path, SyncName(env->options.sync), Bytes(env->options.max_map_bytes),
+          env->options.group_commit ? "on" : "off"));
     }
   } else {
     XG2G_ASSIGN_OR_RETURN(env, OpenEnv(path, st.st_dev, st.st_ino, options));
@@ -1771,6 +1948,13 @@ absl::StatusOr<SessionRecord> LmdbStore::DecodeCached(std::string_view id, std::
     if (cache_->Hit(probe, bytes)) return probe.entry->Record();
   }
   return DecodeAndRemember(id, bytes, remember, CachedSession::kNoSnapshot);
+}
+
+LmdbCommitStats LmdbStore::CommitStats() const {
+  Env& env = *env_;
+  std::lock_guard lock(env.commit_mu);
+  return LmdbCommitStats{env.groups_committed, env.writes_committed, env.committing_writes,
+                         env.commit_queue.size()};
 }
 
 LmdbCacheStats LmdbStore::CacheStats() const {
@@ -2525,6 +2709,7 @@ absl::StatusOr<LmdbLocation> ParseLmdbLocation(std::string_view location) {
   bool seen_map = false;
   bool seen_max = false;
   bool seen_cache = false;
+  bool seen_group = false;
   const auto size_mb = [](std::string_view name, std::string_view value,
                           uint64_t& out) -> absl::Status {
     constexpr uint64_t kMaxMb = uint64_t{1} << 20;  // 1 TiB
@@ -2586,10 +2771,20 @@ absl::StatusOr<LmdbLocation> ParseLmdbLocation(std::string_view location) {
             kLmdbMaxCacheEntries, Quoted(value)));
       }
       parsed.options.cache_entries = entries;
+    } else if (name == "group_commit") {
+      seen = &seen_group;
+      if (value == "on" || value == "1" || value == "true") {
+        parsed.options.group_commit = true;
+      } else if (value == "off" || value == "0" || value == "false") {
+        parsed.options.group_commit = false;
+      } else {
+        return InvalidError(fmt::format(
+            "store URI: lmdb parameter 'group_commit' must be on or off, got {}", Quoted(value)));
+      }
     } else {
       return InvalidError(fmt::format(
           "store URI: unknown lmdb parameter {} (known: sync, map_size_mb, max_map_size_mb, "
-          "cache)",
+          "cache, group_commit)",
           Quoted(name)));
     }
     if (*seen) {

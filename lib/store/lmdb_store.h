@@ -65,6 +65,11 @@ struct LmdbOptions {
   // cache off. Per store object, not per environment: two stores open on one
   // directory may size it differently.
   size_t cache_entries = 4096;
+  // Group commit: the writes this process's threads make at the same moment
+  // share one write transaction and one fsync, each acknowledged only once
+  // it is committed (lib/store/lmdb_store.cc, WriteGrouped). Per
+  // environment: every store opened on a directory in a process must agree.
+  bool group_commit = true;
 };
 
 // The most cache_entries accepted.
@@ -76,7 +81,8 @@ inline constexpr uint64_t kLmdbMinMapBytes = uint64_t{256} << 10;
 
 // Parses what follows "lmdb:" in a store URI: `DIR[?key=value&...]` with keys
 // sync (durable|nometasync|nosync), map_size_mb and max_map_size_mb (whole
-// MiB, at least 1) and cache (entries, 0 to kLmdbMaxCacheEntries).
+// MiB, at least 1), cache (entries, 0 to kLmdbMaxCacheEntries) and
+// group_commit (on|off).
 // InvalidError naming the offending part.
 struct LmdbLocation {
   std::string dir;
@@ -107,6 +113,15 @@ struct LmdbCacheStats {
   size_t entries = 0;   // records held now (never above capacity)
   uint64_t hits = 0;    // reads answered from the cache
   uint64_t misses = 0;  // reads that decoded (not cached, or the bytes differed)
+};
+
+// Group commits of the environment (every store object of this process on
+// the directory), for operators and tests.
+struct LmdbCommitStats {
+  uint64_t groups = 0;   // shared write transactions committed
+  uint64_t writes = 0;   // writes committed in them
+  size_t running = 0;    // writes in the group being committed now
+  size_t queued = 0;     // writes waiting for the next group
 };
 
 // Map usage, for operators and tests.
@@ -177,6 +192,7 @@ class LmdbStore final : public Store {
   [[nodiscard]] absl::StatusOr<LmdbMapInfo> MapInfo();
 
   LmdbCacheStats CacheStats() const;
+  LmdbCommitStats CommitStats() const;
 
   // The directory, as resolved at open.
   const std::string& path() const;

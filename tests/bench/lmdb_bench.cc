@@ -68,6 +68,7 @@ struct Options {
   long reads = 200'000;
   int repeat = 3;
   long cache = -1;  // the store's cache entries (cache=N); -1: its default
+  bool group_commit = true;
 };
 
 struct Mode {
@@ -232,11 +233,14 @@ struct Row {
   std::string raw_op;
 };
 
-std::string StoreUri(const std::string& dir, const Mode& mode, long cache) {
+std::string StoreUri(const std::string& dir, const Mode& mode, const Options& opt) {
   std::string uri = fmt::format("lmdb:{}{}", dir, mode.uri_suffix);
-  if (cache >= 0) {
-    uri += fmt::format("{}cache={}", mode.uri_suffix.empty() ? '?' : '&', cache);
-  }
+  const auto add = [&uri](std::string_view param) {
+    uri += uri.find('?') == std::string::npos ? '?' : '&';
+    uri += param;
+  };
+  if (opt.cache >= 0) add(fmt::format("cache={}", opt.cache));
+  if (!opt.group_commit) add("group_commit=off");
   return uri;
 }
 
@@ -255,7 +259,7 @@ void Measure(const Options& opt, const Mode& mode, int threads, std::vector<Row>
 
   RawLmdb raw(base + "-raw", mode.durable);
   RawLmdb notls(base + "-raw-notls", mode.durable, MDB_NOTLS);
-  const std::string uri = StoreUri(base + "-store", mode, opt.cache);
+  const std::string uri = StoreUri(base + "-store", mode, opt);
   auto opened = OpenStore(uri);
   Check(opened.status(), fmt::format("open {}", uri));
   Store& store = **opened;
@@ -404,10 +408,11 @@ int Run(Options opt) {
   fmt::print("LMDB store vs raw LMDB, same run\n");
   fmt::print("dir {} ({})\n", opt.dir, FsType(opt.dir));
   fmt::print("record {} bytes encoded; per run: {} durable writes, {} no-sync writes, {} reads; "
-             "best of {} runs; store cache {}\n",
+             "best of {} runs; store cache {}; group commit {}\n",
              sample.size(), opt.durable_writes, opt.nosync_writes, opt.reads, opt.repeat,
              opt.cache < 0 ? fmt::format("{} (the default)", LmdbOptions{}.cache_entries)
-                           : std::to_string(opt.cache));
+                           : std::to_string(opt.cache),
+             opt.group_commit ? "on" : "off");
   fmt::print("{}\n", std::string(78, '-'));
   fmt::print("{:<8} {:>3}  {:<14} {:>12} {:>12} {:>9}  {:<8}\n", "mode", "thr", "op",
              "store op/s", "raw op/s", "ratio", "raw op");
@@ -461,7 +466,7 @@ int Run(Options opt) {
 int Usage() {
   fmt::print(stderr,
              "usage: lmdb_bench [--dir DIR] [--durable-writes N] [--nosync-writes N] "
-             "[--reads N] [--repeat N] [--cache N]\n");
+             "[--reads N] [--repeat N] [--cache N] [--group-commit on|off]\n");
   return 2;
 }
 
@@ -487,6 +492,10 @@ int main(int argc, char** argv) {
       if (!count(opt.nosync_writes)) return Usage();
     } else if (args[i] == "--reads") {
       if (!count(opt.reads)) return Usage();
+    } else if (args[i] == "--group-commit" && has_value) {
+      const std::string_view value = args[++i];
+      if (value != "on" && value != "off") return Usage();
+      opt.group_commit = value == "on";
     } else if (args[i] == "--cache" && has_value) {
       opt.cache = std::atol(std::string(args[++i]).c_str());
       if (opt.cache < 0 || opt.cache > 16'777'216) return Usage();

@@ -92,7 +92,7 @@ TEST_CASE("OpenStore(\"lmdb:...\") accepts sync and map size options") {
   for (std::string_view query :
        {"", "?sync=durable", "?sync=nometasync", "?sync=NOSYNC", "?map_size_mb=1",
         "?max_map_size_mb=2", "?map_size_mb=2&max_map_size_mb=16&sync=nosync", "?&sync=durable&",
-        "?cache=0", "?cache=1&sync=nosync"}) {
+        "?cache=0", "?cache=1&sync=nosync", "?group_commit=off", "?group_commit=on"}) {
     INFO("query: ", std::string(query));
     auto store = OpenStore(fmt::format("lmdb:{}/s{}{}", scratch.path(), n++, query));
     REQUIRE_OK(store);
@@ -117,6 +117,10 @@ TEST_CASE("OpenStore(\"lmdb:...\") accepts sync and map size options") {
   parsed = ParseLmdbLocation("/d?cache=100000");
   REQUIRE_OK(parsed);
   CHECK(parsed->options.cache_entries == 100'000);
+  CHECK(parsed->options.group_commit);
+  parsed = ParseLmdbLocation("/d?group_commit=off");
+  REQUIRE_OK(parsed);
+  CHECK_FALSE(parsed->options.group_commit);
 }
 
 TEST_CASE("OpenStore rejects a malformed lmdb location with EINVAL naming the part") {
@@ -136,6 +140,7 @@ TEST_CASE("OpenStore rejects a malformed lmdb location with EINVAL naming the pa
       {"lmdb:/tmp/lmdb-never-created?max_map_size_mb=99999999999", "max_map_size_mb"},
       {"lmdb:/tmp/lmdb-never-created?map_size_mb=64&max_map_size_mb=8", "map_size_mb"},
       {"lmdb:/tmp/lmdb-never-created?sync=nosync&sync=durable", "twice"},
+      {"lmdb:/tmp/lmdb-never-created?group_commit=maybe", "group_commit"},
   };
   for (const auto& [uri, needle] : cases) {
     INFO("uri: ", uri);
@@ -766,6 +771,100 @@ TEST_CASE("a cached session overwritten with garbage is ECORRUPT naming its key,
   auto again = store->GetSession("victim");
   REQUIRE_OK(again);
   CHECK(again->reason_detail == Session("victim").reason_detail);
+}
+
+TEST_CASE("writes that wait for the writer lock are committed together, each on its own merits") {
+  ScratchDir scratch;
+  FakeClock clock;
+  auto store = OpenLmdb(scratch.path(), &clock);
+  REQUIRE_OK(store->PutSession(Session("warm-up")));
+
+  // Another process holds LMDB's writer lock until told to let go.
+  const std::string dir = scratch.path();
+  ChildProcess holder([&dir](const ChildProcess::Side& side) {
+    MDB_env* env = nullptr;
+    if (mdb_env_create(&env) != 0 || mdb_env_set_maxdbs(env, 8) != 0 ||
+        mdb_env_open(env, dir.c_str(), 0, 0600) != 0) {
+      return 100;
+    }
+    MDB_txn* txn = nullptr;
+    if (mdb_txn_begin(env, nullptr, 0, &txn) != 0) return 101;
+    side.Ready();
+    side.AwaitGo();
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return 0;
+  });
+  REQUIRE(holder.AwaitReady());
+
+  // Eight writers: six sessions, and two deletes of sessions that do not
+  // exist (they fail inside the write transaction: their nested transactions
+  // are dropped, nothing else).
+  constexpr int kWriters = 8;
+  const LmdbCommitStats before = store->CommitStats();
+  std::vector<absl::Status> results(kWriters);
+  std::vector<std::thread> writers;
+  for (int i = 0; i < kWriters; ++i) {
+    writers.emplace_back([&, i] {
+      results[i] = i < 6 ? store->PutSession(Session(fmt::format("w{}", i)))
+                         : store->DeleteSession(fmt::format("missing-{}", i));
+    });
+  }
+  // The first writer waits for the lock with the group it took; every later
+  // one queues behind it.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (;;) {
+    const LmdbCommitStats now = store->CommitStats();
+    if (now.running + now.queued == kWriters) break;
+    if (std::chrono::steady_clock::now() >= give_up) {
+      MESSAGE("running ", now.running, ", queued ", now.queued);
+      holder.Tell();
+      for (std::thread& t : writers) t.join();
+      FAIL("the writers never all waited for the lock");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  holder.Tell();
+  for (std::thread& t : writers) t.join();
+  REQUIRE(holder.Wait() == 0);
+
+  for (int i = 0; i < 6; ++i) REQUIRE_OK(results[i]);
+  for (int i = 6; i < kWriters; ++i) {
+    CHECK_ERROR(results[i], ErrorCode::kNotFound, fmt::format("missing-{}", i));
+  }
+  const LmdbCommitStats after = store->CommitStats();
+  CHECK(after.writes - before.writes == 6);
+  // The group that waited and the one queued behind it (one of them may have
+  // held only a failed delete, which commits nothing): six writes in at most
+  // two transactions.
+  CHECK(after.groups - before.groups >= 1);
+  CHECK(after.groups - before.groups <= 2);
+  CHECK(after.running == 0);
+  CHECK(after.queued == 0);
+  for (int i = 0; i < 6; ++i) REQUIRE_OK(store->GetSession(fmt::format("w{}", i)));
+  REQUIRE_OK(store->GetSession("warm-up"));
+}
+
+TEST_CASE("group_commit=off commits every write on its own") {
+  ScratchDir scratch;
+  auto store = OpenStore(fmt::format("lmdb:{}?group_commit=off", scratch.path()));
+  REQUIRE_OK(store);
+  auto& lmdb = dynamic_cast<LmdbStore&>(**store);
+  std::atomic<int> failed{0};
+  std::vector<std::thread> writers;
+  for (int i = 0; i < 4; ++i) {
+    writers.emplace_back([&, i] {
+      for (int j = 0; j < 10; ++j) {
+        if (!lmdb.PutSession(Session(fmt::format("t{}-{}", i, j))).ok()) failed.fetch_add(1);
+      }
+    });
+  }
+  for (std::thread& t : writers) t.join();
+  CHECK(failed.load() == 0);
+  CHECK(lmdb.CommitStats().groups == 0);
+  auto page = lmdb.ListSessions(0, 100);
+  REQUIRE_OK(page);
+  CHECK(page->total == 40);
 }
 
 TEST_CASE("the session cache never holds more entries than its bound") {
