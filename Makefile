@@ -7,17 +7,17 @@ SHELL := /bin/bash
 PACKAGES := build-essential meson ninja-build pkgconf python3 python3-pytest python3-pip python3-venv \
 	libcurl4-openssl-dev libssl-dev libsimdjson-dev libfmt-dev libabsl-dev liblmdb-dev lmdb-utils \
 	libhiredis-dev libmicrohttpd-dev doctest-dev redis-server openssl curl \
-	dpkg-dev binutils ca-certificates prometheus clang
+	dpkg-dev binutils ca-certificates prometheus clang clang-tidy cppcheck
 
 BUILD ?= build
 MESON_TEST := meson test --print-errorlogs --num-processes 2
-SAN_OPTS := -Db_lundef=false -Dpython_tests=false -Dexamples=false
+SAN_OPTS := -Db_lundef=false -Dpython_tests=false -Dexamples=false -Dbenchmarks=false
 
 export ASAN_OPTIONS := detect_leaks=1:abort_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS := halt_on_error=1:print_stacktrace=1
 export TSAN_OPTIONS := halt_on_error=1:second_deadlock_stack=1
 
-.PHONY: all deps build test test-main test-asan test-tsan test-fuzz run bench clean
+.PHONY: all deps build test test-main test-asan test-tsan test-fuzz run bench lint clean
 
 all: build
 
@@ -46,17 +46,24 @@ test-main: build
 	$(MESON_TEST) -C $(BUILD)
 	tests/integration/install_check.sh $(BUILD)
 
-# Unit, store and fuzz-replay suites under ASan+UBSan.
+# The sanitizer builds compile only what their suites run
+# (tests/ci/suite_targets.py), then run them without rebuilding the rest.
+ASAN_SUITES := unit store fuzz capi
+TSAN_SUITES := concurrency store
+
+# Unit, store, fuzz-replay and C API suites under ASan+UBSan.
 test-asan: deps
 	$(call setup,build-asan,-Db_sanitize=address,undefined $(SAN_OPTS))
-	meson compile -C build-asan
-	$(MESON_TEST) -C build-asan --suite unit --suite store --suite fuzz --suite capi
+	ninja -C build-asan build.ninja  # regenerated first if meson files changed: the target list is current
+	targets=$$(python3 tests/ci/suite_targets.py build-asan $(ASAN_SUITES)); ninja -C build-asan $$targets
+	$(MESON_TEST) -C build-asan --no-rebuild $(addprefix --suite ,$(ASAN_SUITES))
 
-# The concurrency suite under TSan.
+# The concurrency and store suites under TSan.
 test-tsan: deps
 	$(call setup,build-tsan,-Db_sanitize=thread $(SAN_OPTS))
-	meson compile -C build-tsan
-	$(MESON_TEST) -C build-tsan --suite concurrency --suite store
+	ninja -C build-tsan build.ninja  # regenerated first if meson files changed: the target list is current
+	targets=$$(python3 tests/ci/suite_targets.py build-tsan $(TSAN_SUITES)); ninja -C build-tsan $$targets
+	$(MESON_TEST) -C build-tsan --no-rebuild $(addprefix --suite ,$(TSAN_SUITES))
 
 # libFuzzer (clang, ASan+UBSan, build-fuzz): every target with a corpus in
 # tests/fuzz/corpus/<target>/ runs FUZZ_SECONDS from that corpus. New inputs
@@ -79,6 +86,15 @@ test-fuzz: deps
 
 test: test-main test-asan test-tsan test-fuzz
 	@echo "all suites passed (main, asan+ubsan, tsan, fuzz)"
+
+# clang-tidy (.clang-tidy) and cppcheck over lib/ and capi/, from the
+# compile_commands.json of build-lint; fails on any finding (docs/lint.md).
+# Not part of `make test`. LINT_JOBS bounds the parallel clang-tidy runs.
+LINT_JOBS ?= 2
+lint: deps
+	$(call setup,build-lint,-Dpython_tests=false)
+	nice -n 10 tests/lint/cppcheck.sh build-lint
+	nice -n 10 tests/lint/clang_tidy.py build-lint --jobs $(LINT_JOBS)
 
 # The example daemon on the embedded LMDB store (./var/xg2g). Without
 # XG2G_API_TOKENS in the environment a fresh admin token is made and printed
