@@ -617,7 +617,6 @@ struct LmdbStore::Env {
   // Group commit (WriteGrouped): the writes of this process waiting for the
   // next shared transaction, and whether a thread is running one.
   std::mutex commit_mu;
-  std::condition_variable commit_cv;
   std::vector<LmdbCommitRequest*> commit_queue;  // guarded by commit_mu
   bool committing = false;                       // guarded by commit_mu
   size_t committing_writes = 0;                  // guarded by commit_mu
@@ -999,6 +998,9 @@ struct LmdbCommitRequest {
   uint64_t seen_map = 0;
   std::exception_ptr thrown;  // what the body threw: rethrown in its own thread
   bool done = false;          // guarded by the env's commit_mu
+  // Wakes this request's thread alone: when it is done, or when it is first
+  // in the queue and no group is running (it leads the next one).
+  std::condition_variable wake;
 };
 
 namespace {
@@ -1107,7 +1109,7 @@ WriteStep WriteGrouped(Env& env, Body& body, absl::Status& result, uint64_t& see
   env.commit_queue.push_back(&me);
   while (!me.done) {
     if (env.committing) {
-      env.commit_cv.wait(lock);
+      me.wake.wait(lock);
       continue;
     }
     env.committing = true;
@@ -1134,12 +1136,15 @@ WriteStep WriteGrouped(Env& env, Body& body, absl::Status& result, uint64_t& see
       env.writes_committed += committed;
     }
     env.committing_writes = 0;
+    env.committing = false;
+    // Only the threads with something to do wake: those whose writes are
+    // done, and the first one still queued, which leads the next group.
     for (LmdbCommitRequest* r : batch) {
       if (failure != nullptr && r->thrown == nullptr) r->thrown = failure;
       r->done = true;
+      if (r != &me) r->wake.notify_one();
     }
-    env.committing = false;
-    env.commit_cv.notify_all();
+    if (!env.commit_queue.empty()) env.commit_queue.front()->wake.notify_one();
   }
   lock.unlock();
   if (me.thrown != nullptr) std::rethrow_exception(me.thrown);
