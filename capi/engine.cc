@@ -494,9 +494,9 @@ xg2g_status xg2g_engine_create(xg2g_engine** out, const xg2g_config* cfg, xg2g_s
       auto sink = std::make_shared<xg2g::JsonLinesAuditSink>(cfg->audit_path);
       const int error = errno;
       if (!sink->ok()) {
+        const std::string why = error != 0 ? xg2g::ErrnoText(error) : "open failed";
         return Fail(XG2G_EIO, std::string(kFn) + ": cannot open the audit file '" +
-                                  cfg->audit_path + "': " +
-                                  (error != 0 ? std::strerror(error) : "open failed"));
+                                  cfg->audit_path + "': " + why);
       }
       handle->audit = std::move(sink);
     } else if (!cfg->manual_clock) {

@@ -114,7 +114,7 @@ absl::Status Prefixed(std::string_view function, const absl::Status& status) {
 xg2g_status SetIpList(const char* function, xg2g_http_config* cfg, const char* spec,
                       std::string_view what, xg2g::IpList xg2g_http_config::*member) {
   return Guard(function, [&]() -> xg2g_status {
-    if (const xg2g_status rc = RequireConfig(cfg, function); rc != XG2G_OK) return rc;
+    XG2G_CAPI_REQUIRE(cfg, function);
     XG2G_CAPI_REQUIRE(spec, function);
     auto list = xg2g::IpList::Parse(spec, what);
     if (!list.ok()) return FromStatus(Prefixed(function, list.status()));
@@ -313,9 +313,9 @@ xg2g_status xg2g_http_handler_create(xg2g_http_handler** out, xg2g_engine* engin
       auto sink = std::make_shared<xg2g::JsonLinesAuditSink>(cfg->audit_path);
       const int error = errno;
       if (!sink->ok()) {
+        const std::string why = error != 0 ? xg2g::ErrnoText(error) : "open failed";
         return Fail(XG2G_EIO, std::string(kFn) + ": cannot open the audit file '" +
-                                  cfg->audit_path + "': " +
-                                  (error != 0 ? std::strerror(error) : "open failed"));
+                                  cfg->audit_path + "': " + why);
       }
       handle->audit = std::move(sink);
     } else {

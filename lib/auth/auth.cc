@@ -121,8 +121,8 @@ absl::StatusOr<TokenSet> TokenSet::Parse(std::string_view spec,
     }
     Entry e;
     e.digest = Sha256Hex(token);
-    for (size_t i = 0; i < set.entries_.size(); ++i) {
-      if (set.entries_[i].digest == e.digest) {
+    for (const Entry& earlier : set.entries_) {
+      if (earlier.digest == e.digest) {
         return InvalidError(fmt::format("tokens: entry {} repeats the token of an earlier entry",
                                         index));
       }

@@ -22,7 +22,7 @@ class RealClock final : public Clock {
 }  // namespace
 
 Clock* Clock::Real() {
-  static RealClock* clock = new RealClock();
+  static auto* clock = new RealClock();
   return clock;
 }
 

@@ -1,5 +1,6 @@
 #include "lib/common/status.h"
 
+#include <cstring>
 #include <string>
 
 #include "absl/strings/cord.h"
@@ -9,6 +10,16 @@ namespace xg2g {
 namespace {
 
 constexpr std::string_view kPayloadUrl = "xg2g.dev/error-code";
+
+// strerror_r comes in two flavours; one of these two overloads takes its result.
+// The GNU one returns the message (not always in buf).
+[[maybe_unused]] const char* StrerrorText(const char* message, const char* /*buf*/) {
+  return message;
+}
+// The POSIX one returns 0 and fills buf.
+[[maybe_unused]] const char* StrerrorText(int rc, const char* buf) {
+  return rc == 0 ? buf : "unknown error";
+}
 
 absl::StatusCode CanonicalFor(ErrorCode code) {
   switch (code) {
@@ -67,7 +78,7 @@ ErrorCode CodeOf(const absl::Status& status) {
   if (status.ok()) return ErrorCode::kOk;
   if (auto payload = status.GetPayload(ToAbsl(kPayloadUrl))) {
     int value = 0;
-    if (absl::SimpleAtoi(std::string(*payload), &value) &&
+    if (absl::SimpleAtoi(payload->Flatten(), &value) &&
         value <= 0 && value >= static_cast<int>(kLastErrorCode)) {
       return static_cast<ErrorCode>(value);
     }
@@ -98,6 +109,11 @@ std::string_view ErrorCodeName(ErrorCode code) {
     case ErrorCode::kCircuitOpen: return "XG2G_ECIRCUITOPEN";
   }
   return "XG2G_UNKNOWN";
+}
+
+std::string ErrnoText(int error) {
+  char buf[256] = "";
+  return StrerrorText(strerror_r(error, buf, sizeof buf), buf);
 }
 
 }  // namespace xg2g

@@ -8,6 +8,7 @@
 #ifndef XG2G_LIB_COMMON_STATUS_H_
 #define XG2G_LIB_COMMON_STATUS_H_
 
+#include <string>
 #include <string_view>
 
 #include "absl/status/status.h"
@@ -57,6 +58,9 @@ inline constexpr ErrorCode kLastErrorCode = ErrorCode::kCircuitOpen;
 // Stable name ("XG2G_ENOTFOUND").
 [[nodiscard]] std::string_view ErrorCodeName(ErrorCode code);
 
+// The text of an errno value. Thread-safe, unlike std::strerror.
+[[nodiscard]] std::string ErrnoText(int error);
+
 inline absl::Status InvalidError(std::string_view m) { return MakeError(ErrorCode::kInvalid, m); }
 inline absl::Status NotFoundError(std::string_view m) { return MakeError(ErrorCode::kNotFound, m); }
 inline absl::Status ConflictError(std::string_view m) { return MakeError(ErrorCode::kConflict, m); }
@@ -86,9 +90,13 @@ inline absl::Status CircuitOpenError(std::string_view m) {
 // `lhs = *expr` for an absl::StatusOr<T> expr, or returns its status.
 #define XG2G_ASSIGN_OR_RETURN(lhs, expr) \
   XG2G_ASSIGN_OR_RETURN_IMPL_(XG2G_STATUS_CONCAT_(xg2g_statusor_, __LINE__), lhs, expr)
+// `tmp` is a name being declared and `lhs` may be a declaration
+// (`auto x`), so neither can be parenthesized.
+// NOLINTBEGIN(bugprone-macro-parentheses)
 #define XG2G_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
   auto tmp = (expr);                                \
   if (!tmp.ok()) return std::move(tmp).status();    \
   lhs = std::move(*tmp)
+// NOLINTEND(bugprone-macro-parentheses)
 
 #endif  // XG2G_LIB_COMMON_STATUS_H_

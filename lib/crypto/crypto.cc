@@ -40,7 +40,7 @@ std::string RandomHex(size_t n) {
 std::string NewSessionId() { return RandomHex(16); }
 
 std::string Sha256Hex(std::string_view data) {
-  std::array<uint8_t, SHA256_DIGEST_LENGTH> digest;
+  std::array<uint8_t, SHA256_DIGEST_LENGTH> digest{};
   SHA256(reinterpret_cast<const uint8_t*>(data.data()), data.size(), digest.data());
   return ToHex(digest.data(), digest.size());
 }

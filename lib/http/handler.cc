@@ -664,7 +664,7 @@ void HttpHandler::HandleIntent(Context& ctx, HttpResponse& response) {
     return;
   }
   // 5. Validation.
-  auto invalid = [&](std::string_view type, std::string_view field, std::string message) {
+  auto invalid = [&](std::string_view type, std::string_view field, const std::string& message) {
     CountIntent(type, "invalid");
     Error(ctx, response, 400, "INVALID_INPUT", message, FieldDetails(field));
   };

@@ -127,8 +127,8 @@ class HttpHandler {
   void HandleGetSession(Context& ctx, HttpResponse& response);
   void HandleListSessions(Context& ctx, HttpResponse& response);
   void HandleReadyz(Context& ctx, HttpResponse& response);
-  void Error(Context& ctx, HttpResponse& response, int status, std::string_view code,
-             std::string_view message, std::string_view details_json = {});
+  static void Error(Context& ctx, HttpResponse& response, int status, std::string_view code,
+                    std::string_view message, std::string_view details_json = {});
   void Audit(const Context& ctx, std::string_view type, std::string_view outcome,
              std::string_view session_id = {}, std::string detail = {});
   void CountIntent(std::string_view type, std::string_view outcome);

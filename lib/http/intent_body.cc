@@ -11,7 +11,7 @@ namespace {
 
 namespace ondemand = simdjson::ondemand;
 
-constexpr size_t kThreadParserMaxBytes = 64 * 1024;
+constexpr size_t kThreadParserMaxBytes = size_t{64} * 1024;
 constexpr size_t kMaxQuotedKey = 64;
 
 std::string QuoteKey(std::string_view key) {
@@ -35,7 +35,7 @@ std::string JsonProblem(simdjson::error_code code) {
 // Reads a string member; null leaves `out` empty (absent).
 bool ReadString(ondemand::value& value, std::string_view field, std::optional<std::string>& out,
                 BodyError* error) {
-  ondemand::json_type type;
+  ondemand::json_type type{};
   if (auto e = value.type().get(type)) return Fail(error, std::string(field), JsonProblem(e));
   if (type == ondemand::json_type::null) {
     bool is_null = false;
@@ -57,7 +57,7 @@ bool ReadString(ondemand::value& value, std::string_view field, std::optional<st
 }
 
 bool ReadParams(ondemand::value& value, std::map<std::string, std::string>& out, BodyError* error) {
-  ondemand::json_type type;
+  ondemand::json_type type{};
   if (auto e = value.type().get(type)) return Fail(error, "params", JsonProblem(e));
   if (type == ondemand::json_type::null) {
     bool is_null = false;
@@ -132,7 +132,7 @@ std::optional<IntentBody> ParseWith(ondemand::parser& parser, const simdjson::pa
       Fail(error, std::string(key.substr(0, kMaxQuotedKey)), JsonProblem(e));
       return std::nullopt;
     }
-    Field field;
+    Field field{};
     std::optional<std::string>* target = nullptr;
     if (key == "type") {
       field = kType;

@@ -12,7 +12,7 @@ namespace {
 constexpr char kLabelSeparator = '\xff';
 
 template <typename T>
-std::unique_ptr<T> MakeMetric(const std::vector<double>*) {
+std::unique_ptr<T> MakeMetric(const std::vector<double>* /*bounds*/) {
   return std::make_unique<T>();
 }
 template <>
@@ -180,7 +180,8 @@ Family<Counter>* MetricsRegistry::AddCounterFamily(std::string name, std::string
                                                    std::vector<std::string> labels) {
   auto family = std::unique_ptr<Family<Counter>>(new Family<Counter>(std::move(labels), nullptr));
   Family<Counter>* out = family.get();
-  Add(std::move(name), std::move(help), MetricType::kCounter).counters = std::move(family);
+  Entry& e = Add(std::move(name), std::move(help), MetricType::kCounter);
+  e.counters = std::move(family);
   return out;
 }
 
@@ -188,7 +189,8 @@ Family<Gauge>* MetricsRegistry::AddGaugeFamily(std::string name, std::string hel
                                                std::vector<std::string> labels) {
   auto family = std::unique_ptr<Family<Gauge>>(new Family<Gauge>(std::move(labels), nullptr));
   Family<Gauge>* out = family.get();
-  Add(std::move(name), std::move(help), MetricType::kGauge).gauges = std::move(family);
+  Entry& e = Add(std::move(name), std::move(help), MetricType::kGauge);
+  e.gauges = std::move(family);
   return out;
 }
 
@@ -207,7 +209,8 @@ Family<Histogram>* MetricsRegistry::AddHistogramFamily(std::string name, std::st
 
 void MetricsRegistry::AddCallback(std::string name, std::string help, MetricType type,
                                   std::function<double()> fn) {
-  Add(std::move(name), std::move(help), type).fn = std::move(fn);
+  Entry& e = Add(std::move(name), std::move(help), type);
+  e.fn = std::move(fn);
 }
 
 std::string MetricsRegistry::Render() const {

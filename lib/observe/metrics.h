@@ -124,7 +124,7 @@ class MetricsRegistry {
   struct Entry {
     std::string name;
     std::string help;
-    MetricType type;
+    MetricType type{};
     std::unique_ptr<Counter> counter;
     std::unique_ptr<Gauge> gauge;
     std::unique_ptr<Family<Counter>> counters;

@@ -33,7 +33,7 @@ namespace ondemand = simdjson::ondemand;
 // Documents up to this size are parsed by a per-thread parser that keeps its
 // buffers between calls; larger ones get a parser of their own so that one
 // huge record does not pin its memory to the thread.
-constexpr size_t kThreadParserMaxBytes = 64 * 1024;
+constexpr size_t kThreadParserMaxBytes = size_t{64} * 1024;
 
 // Unknown fields may hold any JSON, but not arbitrarily deep JSON: the
 // validation below recurses.
@@ -106,7 +106,7 @@ absl::Status ReadString(ondemand::value& value, std::string_view field, std::str
 absl::Status ReadInt(ondemand::value& value, std::string_view field, int64_t min, int64_t& out) {
   // Tell "not an integer" from "an integer too large" before converting:
   // simdjson reports both as a type error.
-  ondemand::json_type type;
+  ondemand::json_type type{};
   if (auto error = value.type().get(type)) return JsonError(field, error);
   if (type != ondemand::json_type::number) return Corrupt(field, "is not an integer");
   // A fraction or an exponent makes it no integer, whatever its value.
@@ -179,9 +179,11 @@ bool IsJsonNumber(std::string_view token) {
 
 // Validates a value nobody asked for (an unknown field): it must be
 // well-formed JSON even though its content is ignored.
+// The recursion is bounded by kMaxUnknownDepth.
+// NOLINTNEXTLINE(misc-no-recursion)
 absl::Status SkipValue(ondemand::value& value, std::string_view field, int depth) {
   if (depth > kMaxUnknownDepth) return Corrupt(field, "is nested too deeply");
-  ondemand::json_type type;
+  ondemand::json_type type{};
   if (auto error = value.type().get(type)) return JsonError(field, error);
   switch (type) {
     case ondemand::json_type::object: {
@@ -494,7 +496,7 @@ class CanonicalReader {
     if (at_ == end_ || *at_ != '"') return false;
     const char* begin = ++at_;
     while (end_ - at_ >= 8) {
-      uint64_t word;
+      uint64_t word = 0;
       std::memcpy(&word, at_, sizeof(word));
       if (Special(word) != 0) break;  // the byte is among these eight
       at_ += 8;

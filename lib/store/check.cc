@@ -37,7 +37,7 @@ absl::StatusOr<StoreCheckReport> Store::Check() {
     auto before = ListSessions(0, 1);
     if (!before.ok()) {
       if (CodeOf(before.status()) != ErrorCode::kCorrupt) return before.status();
-      report.problems.push_back(std::string(FromAbsl(before.status().message())));
+      report.problems.emplace_back(FromAbsl(before.status().message()));
       break;
     }
     std::set<std::string> seen;
@@ -51,7 +51,7 @@ absl::StatusOr<StoreCheckReport> Store::Check() {
       // An undecodable record stops the scan; anything else means the store
       // could not be read.
       if (CodeOf(scan) != ErrorCode::kCorrupt) return scan;
-      report.problems.push_back(std::string(FromAbsl(scan.message())));
+      report.problems.emplace_back(FromAbsl(scan.message()));
       break;
     }
     if (duplicates > 0) {
@@ -80,7 +80,7 @@ absl::StatusOr<StoreCheckReport> Store::Check() {
   auto leases = ListLeases();
   if (!leases.ok()) {
     if (CodeOf(leases.status()) != ErrorCode::kCorrupt) return leases.status();
-    report.problems.push_back(std::string(FromAbsl(leases.status().message())));
+    report.problems.emplace_back(FromAbsl(leases.status().message()));
     return report;
   }
   report.leases = leases->size();

@@ -30,6 +30,8 @@ class SigpipeBlock {
     sigset_t pending;
     sigemptyset(&pending);
     was_pending_ = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+    // Set here, not in the initializer list: pipe_ must be filled first.
+    // NOLINTNEXTLINE(cppcoreguidelines-prefer-member-initializer)
     blocked_ = pthread_sigmask(SIG_BLOCK, &pipe_, &old_) == 0;
   }
   ~SigpipeBlock() {
@@ -48,8 +50,8 @@ class SigpipeBlock {
   SigpipeBlock& operator=(const SigpipeBlock&) = delete;
 
  private:
-  sigset_t pipe_;
-  sigset_t old_;
+  sigset_t pipe_{};
+  sigset_t old_{};
   bool was_pending_ = false;
   bool blocked_ = false;
 };
@@ -58,7 +60,7 @@ constexpr int64_t kFirstBackoffMs = 20;
 constexpr int64_t kMaxBackoffMs = 1000;
 
 timeval ToTimeval(int64_t ms) {
-  timeval tv;
+  timeval tv{};
   tv.tv_sec = static_cast<time_t>(ms / 1000);
   tv.tv_usec = static_cast<suseconds_t>((ms % 1000) * 1000);
   return tv;
@@ -138,7 +140,7 @@ absl::Status RedisPool::ConnectError(std::string_view what) {
 absl::StatusOr<RedisPool::Conn> RedisPool::Connect(SteadyTime deadline) {
   const int64_t left = MsUntil(deadline);
   if (left <= 0) return ConnectError("no time left to connect");
-  redisContext* ctx;
+  redisContext* ctx = nullptr;
   {
     SigpipeBlock no_sigpipe;
     ctx = redisConnectWithTimeout(endpoint_.host.c_str(), endpoint_.port, ToTimeval(left));
@@ -295,11 +297,11 @@ absl::StatusOr<std::vector<RedisReplyPtr>> RedisPool::Run(const std::vector<Redi
   }
   std::vector<RedisReplyPtr> replies;
   replies.reserve(commands.size());
-  for (size_t i = 0; i < commands.size(); ++i) {
+  for (const RedisArgs& command : commands) {
     void* raw = nullptr;
     if (redisGetReply(conn.ctx, &raw) != REDIS_OK || raw == nullptr) {
       absl::Status status =
-          Transport(conn, fmt::format("running {}", commands[i].empty() ? "" : commands[i][0]));
+          Transport(conn, fmt::format("running {}", command.empty() ? "" : command[0]));
       Give(conn, /*reusable=*/false);
       return status;
     }

@@ -328,20 +328,24 @@ absl::StatusOr<RedisOptions> ParseRedisLocation(std::string_view location) {
     }
   }
 
-  // The environment fills in what the URI leaves out.
+  // The environment fills in what the URI leaves out. getenv is safe here:
+  // the library never changes the environment.
   if (!has_password) {
+    // NOLINTNEXTLINE(concurrency-mt-unsafe)
     if (const char* env = std::getenv("XG2G_REDIS_PASSWORD"); env != nullptr) {
       endpoint.password = env;
     }
   }
   endpoint.pool_size = pool_set ? endpoint.pool_size : kDefaultPool;
   if (!pool_set) {
+    // NOLINTNEXTLINE(concurrency-mt-unsafe)
     if (const char* env = std::getenv("XG2G_REDIS_POOL"); env != nullptr && *env != '\0') {
       XG2G_RETURN_IF_ERROR(ParsePool(env, "XG2G_REDIS_POOL", endpoint.pool_size));
     }
   }
   if (!timeout_set) {
     endpoint.timeout_ms = kDefaultTimeoutMs;
+    // NOLINTNEXTLINE(concurrency-mt-unsafe)
     if (const char* env = std::getenv("XG2G_REDIS_TIMEOUT_MS"); env != nullptr && *env != '\0') {
       XG2G_RETURN_IF_ERROR(ParseTimeout(env, "XG2G_REDIS_TIMEOUT_MS", endpoint.timeout_ms));
     }

@@ -40,7 +40,7 @@ namespace {
 
 constexpr int64_t kSecondsPerDay = 86400;
 // Certificate bundles are small; anything larger is not what the user meant.
-constexpr off_t kMaxFileBytes = 4 * 1024 * 1024;
+constexpr off_t kMaxFileBytes = off_t{4} * 1024 * 1024;
 constexpr int kMinRsaBits = 2048;
 
 // Collects findings while the check runs.
@@ -373,7 +373,8 @@ std::vector<Cert> LoadCertificates(std::string_view content, std::string_view pa
 int PassphraseCallback(char* buf, int size, int /*rwflag*/, void* user) {
   const auto* pass = static_cast<const std::string*>(user);
   if (pass->size() > static_cast<size_t>(size)) return -1;
-  std::memcpy(buf, pass->data(), pass->size());
+  // The callback returns the length; no terminator is expected.
+  pass->copy(buf, pass->size());
   return static_cast<int>(pass->size());
 }
 
@@ -566,7 +567,7 @@ void CheckValidity(const std::vector<Cert>& certs, std::string_view path, int64_
       continue;
     }
     // Warn within min(warn_days, warn_fraction x lifetime) of the end.
-    const double lifetime = static_cast<double>(*not_after - *not_before);
+    const auto lifetime = static_cast<double>(*not_after - *not_before);
     const double horizon = std::min(static_cast<double>(options.warn_days) * kSecondsPerDay,
                                     options.warn_fraction * lifetime);
     if (horizon > 0 && static_cast<double>(left) <= horizon) {

@@ -79,7 +79,8 @@ std::string BreakerStateChangeJson(const BreakerStateChange& change) {
 BreakerLogFn StderrBreakerLog() {
   return [](const BreakerStateChange& change) {
     const std::string line = BreakerStateChangeJson(change) + "\n";
-    std::fwrite(line.data(), 1, line.size(), stderr);
+    // Best effort: a failed write to stderr has nowhere better to go.
+    (void)std::fwrite(line.data(), 1, line.size(), stderr);
   };
 }
 
@@ -108,7 +109,7 @@ std::optional<int64_t> RetryAfterMs(const absl::Status& status) {
   auto payload = status.GetPayload(ToAbsl(kRetryAfterPayload));
   if (!payload) return std::nullopt;
   int64_t ms = 0;
-  if (!absl::SimpleAtoi(std::string(*payload), &ms)) return std::nullopt;
+  if (!absl::SimpleAtoi(payload->Flatten(), &ms)) return std::nullopt;
   return ms;
 }
 
@@ -116,7 +117,7 @@ std::optional<int64_t> RetryAfterMs(const absl::Status& status) {
 // Registry and metrics
 
 CircuitBreakerRegistry& CircuitBreakerRegistry::Default() {
-  static CircuitBreakerRegistry* const registry = new CircuitBreakerRegistry();
+  static auto* const registry = new CircuitBreakerRegistry();
   return *registry;
 }
 
@@ -306,7 +307,7 @@ void CircuitBreaker::Finish(const Permit& permit, CallOutcome outcome, const abs
 
 BreakerState CircuitBreaker::state() {
   std::vector<BreakerStateChange> changes;
-  BreakerState state;
+  BreakerState state{};
   {
     std::lock_guard<std::mutex> lock(mu_);
     MaybeHalfOpenLocked(changes);

@@ -41,9 +41,15 @@ std::string GetPart(CURLU* u, CURLUPart part) {
   return std::string(raw);
 }
 
+// The first handle of the process initializes curl.
+void* NewEasyHandle() {
+  EnsureCurl();
+  return curl_easy_init();
+}
+
 struct Body {
-  std::string* out;
-  size_t limit;
+  std::string* out = nullptr;
+  size_t limit = 0;
   bool overflow = false;
 };
 
@@ -79,10 +85,7 @@ absl::Status TransportError(CURLcode code, const std::string& url, const char* d
 
 }  // namespace
 
-CurlSession::CurlSession() {
-  EnsureCurl();
-  easy_ = curl_easy_init();
-  multi_ = curl_multi_init();
+CurlSession::CurlSession() : easy_(NewEasyHandle()), multi_(curl_multi_init()) {
   if (easy_ == nullptr || multi_ == nullptr) throw std::bad_alloc();
 }
 
@@ -94,7 +97,7 @@ CurlSession::~CurlSession() {
 absl::StatusOr<HttpResponse> CurlSession::Get(const std::string& url,
                                               const HttpFetchOptions& options) {
   CURL* easy = static_cast<CURL*>(easy_);
-  CURLM* multi = static_cast<CURLM*>(multi_);
+  auto* multi = static_cast<CURLM*>(multi_);
   if (options.cancel != nullptr && options.cancel->cancelled()) {
     return MakeError(ErrorCode::kCancelled, fmt::format("GET {}: cancelled", RedactUrl(url)));
   }
@@ -219,7 +222,7 @@ absl::StatusOr<std::string> BuildUrl(std::string_view base_url, std::string_view
     return InvalidError(fmt::format("'{}': cannot append the path '{}'", RedactUrl(base), path));
   }
   for (const auto& [key, value] : query) {
-    const std::string pair = key + "=" + value;
+    const std::string pair = fmt::format("{}={}", key, value);
     // With APPENDQUERY, URLENCODE leaves the first '=' alone and encodes the rest.
     if (curl_url_set(u.get(), CURLUPART_QUERY, pair.c_str(),
                      CURLU_APPENDQUERY | CURLU_URLENCODE) != CURLUE_OK) {

@@ -18,7 +18,6 @@ namespace {
 
 using simdjson::dom::element;
 using simdjson::dom::element_type;
-using simdjson::dom::object;
 
 absl::Status Bad(std::string_view endpoint, std::string_view what) {
   return CorruptError(fmt::format("receiver answer to {}: {}", endpoint, what));

@@ -39,7 +39,7 @@ class Fd {
   int fd_;
 };
 
-std::string Errno(int error) { return std::strerror(error); }
+std::string Errno(int error) { return ErrnoText(error); }
 
 // One connect to one resolved address, bounded by timeout_ms and woken by
 // `wake` (an eventfd a Cancel() writes to).

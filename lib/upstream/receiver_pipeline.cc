@@ -86,7 +86,7 @@ absl::Status ReceiverPipeline::Tune(const PipelineCommand& command) {
                     now + options_.tune_timeout_ms, false});
   // The first poll comes one interval after the zap: at once, the receiver
   // would still show what it played before.
-  if (scheduled_.count(command.slot) == 0) {
+  if (!scheduled_.contains(command.slot)) {
     ScheduleLocked(command.slot, JitteredPause(options_.tune, rng_));
   }
   return absl::OkStatus();

@@ -79,8 +79,8 @@ class ReceiverPipeline final : public Pipeline {
   struct Job {
     PipelineCommand command;
     TuneProgress progress;
-    int64_t started_ms;
-    int64_t deadline_ms;
+    int64_t started_ms = 0;
+    int64_t deadline_ms = 0;
     bool start_wanted = false;
   };
   struct Active {
