@@ -83,6 +83,24 @@ xg2g_status RegisterHostCallback(const char* function, void* user_data, void (*d
   return status;
 }
 
+// The body of the engine and HTTP configs' set_audit_callback: a host
+// callback replaces the audit path and any earlier callback; fn NULL leaves
+// neither (no audit).
+template <typename Config>
+xg2g_status SetAuditCallback(const char* function, Config* cfg, xg2g_audit_fn fn,
+                             void* user_data, void (*destroy)(void*)) {
+  return RegisterHostCallback<xg2g_audit_fn>(
+      function, user_data, destroy, [&](auto& holder) -> xg2g_status {
+        XG2G_CAPI_REQUIRE(cfg, function);
+        cfg->audit_path.clear();
+        cfg->audit_callback.reset();
+        if (fn == nullptr) return XG2G_OK;
+        holder->fn = fn;
+        cfg->audit_callback = std::move(holder);
+        return XG2G_OK;
+      });
+}
+
 }  // namespace xg2g::capi
 
 // Plain data: xg2g_engine_create copies what it needs (the callback

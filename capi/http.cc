@@ -245,17 +245,8 @@ xg2g_status xg2g_http_config_set_metrics_scope(xg2g_http_config* cfg, const char
 
 xg2g_status xg2g_http_config_set_audit_callback(xg2g_http_config* cfg, xg2g_audit_fn fn,
                                                 void* user_data, void (*destroy)(void*)) {
-  constexpr const char* kFn = "xg2g_http_config_set_audit_callback";
-  return xg2g::capi::RegisterHostCallback<xg2g_audit_fn>(
-      kFn, user_data, destroy, [&](auto& holder) -> xg2g_status {
-        if (const xg2g_status rc = RequireConfig(cfg, kFn); rc != XG2G_OK) return rc;
-        cfg->audit_path.clear();
-        cfg->audit_callback.reset();
-        if (fn == nullptr) return XG2G_OK;
-        holder->fn = fn;
-        cfg->audit_callback = std::move(holder);
-        return XG2G_OK;
-      });
+  return xg2g::capi::SetAuditCallback("xg2g_http_config_set_audit_callback", cfg, fn, user_data,
+                                      destroy);
 }
 
 xg2g_status xg2g_http_config_set_audit_path(xg2g_http_config* cfg, const char* path) {
