@@ -38,6 +38,20 @@ xg2g_status Fail(xg2g_status status, std::string_view message);
       return ::xg2g::capi::Fail(XG2G_EINVAL, std::string(fn) + ": " #ptr " is NULL"); \
   } while (0)
 
+// Keeps the calling thread's last error across a call into host code, so a
+// callback that makes failing libxg2g calls of its own does not leave its
+// message behind in the middle of one of ours.
+class SavedLastError {
+ public:
+  SavedLastError() : saved_(LastError()) {}
+  ~SavedLastError() { SetLastError(saved_); }
+  SavedLastError(const SavedLastError&) = delete;
+  SavedLastError& operator=(const SavedLastError&) = delete;
+
+ private:
+  std::string saved_;
+};
+
 // Runs `body` (returning xg2g_status or absl::Status) behind the barrier.
 template <typename Body>
 xg2g_status Guard(const char* function, Body&& body) noexcept {

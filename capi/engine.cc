@@ -22,6 +22,7 @@ namespace {
 using xg2g::capi::Fail;
 using xg2g::capi::FromStatus;
 using xg2g::capi::Guard;
+using xg2g::capi::SavedLastError;
 
 static_assert(XG2G_SESSION_ID_SIZE == 65, "session ids are at most 64 characters");
 static_assert(XG2G_CORRELATION_ID_SIZE == 129, "correlation ids are at most 128 bytes");
@@ -44,20 +45,6 @@ class PollScope {
 
  private:
   const xg2g_engine* previous_;
-};
-
-// Keeps the calling thread's last error across a call into host code, so a
-// callback that makes failing libxg2g calls of its own does not leave its
-// message behind in the middle of one of ours.
-class SavedLastError {
- public:
-  SavedLastError() : saved_(xg2g::capi::LastError()) {}
-  ~SavedLastError() { xg2g::capi::SetLastError(saved_); }
-  SavedLastError(const SavedLastError&) = delete;
-  SavedLastError& operator=(const SavedLastError&) = delete;
-
- private:
-  std::string saved_;
 };
 
 // Names the function in a core error so the caller sees where it came from.
@@ -180,6 +167,32 @@ xg2g_status RequireSessionId(const char* session_id, const char* function) {
 }
 
 }  // namespace
+
+xg2g_status xg2g::capi::MakeAuditSink(const char* function,
+                                      const std::shared_ptr<HostAuditCallback>& callback,
+                                      const std::string& path,
+                                      std::shared_ptr<xg2g::AuditSink>* out) {
+  out->reset();
+  if (callback != nullptr) {
+    *out = std::make_shared<xg2g::CallbackAuditSink>([host = callback](std::string_view json) {
+      const std::string line(json);
+      SavedLastError saved;
+      host->fn(line.c_str(), host->user_data);
+    });
+    return XG2G_OK;
+  }
+  if (path.empty()) return XG2G_OK;
+  errno = 0;
+  auto sink = std::make_shared<xg2g::JsonLinesAuditSink>(path);
+  const int error = errno;
+  if (!sink->ok()) {
+    const std::string why = error != 0 ? xg2g::ErrnoText(error) : "open failed";
+    return Fail(XG2G_EIO, std::string(function) + ": cannot open the audit file '" + path +
+                              "': " + why);
+  }
+  *out = std::move(sink);
+  return XG2G_OK;
+}
 
 extern "C" {
 
@@ -473,24 +486,12 @@ xg2g_status xg2g_engine_create(xg2g_engine** out, const xg2g_config* cfg, xg2g_s
       handle->pipeline = receiver;
     }
 
-    if (cfg->audit_callback != nullptr) {
-      handle->audit = std::make_shared<xg2g::CallbackAuditSink>(
-          [host = cfg->audit_callback](std::string_view json) {
-            const std::string line(json);
-            SavedLastError saved;
-            host->fn(line.c_str(), host->user_data);
-          });
-    } else if (!cfg->audit_path.empty()) {
-      errno = 0;
-      auto sink = std::make_shared<xg2g::JsonLinesAuditSink>(cfg->audit_path);
-      const int error = errno;
-      if (!sink->ok()) {
-        const std::string why = error != 0 ? xg2g::ErrnoText(error) : "open failed";
-        return Fail(XG2G_EIO, std::string(kFn) + ": cannot open the audit file '" +
-                                  cfg->audit_path + "': " + why);
-      }
-      handle->audit = std::move(sink);
-    } else if (!cfg->manual_clock) {
+    if (const xg2g_status rc = xg2g::capi::MakeAuditSink(kFn, cfg->audit_callback,
+                                                         cfg->audit_path, &handle->audit);
+        rc != XG2G_OK) {
+      return rc;
+    }
+    if (handle->audit == nullptr && !cfg->manual_clock) {
       handle->audit = std::make_shared<xg2g::JsonLinesAuditSink>(stderr);
     }
 

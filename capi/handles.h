@@ -83,6 +83,12 @@ xg2g_status RegisterHostCallback(const char* function, void* user_data, void (*d
   return status;
 }
 
+// The audit sink a config asks for: the host's callback when one is set,
+// else a JSON-lines file at `path` when it is not empty, else null (the
+// caller's default). XG2G_EIO naming the file when it cannot be opened.
+xg2g_status MakeAuditSink(const char* function, const std::shared_ptr<HostAuditCallback>& callback,
+                          const std::string& path, std::shared_ptr<xg2g::AuditSink>* out);
+
 // The body of the engine and HTTP configs' set_audit_callback: a host
 // callback replaces the audit path and any earlier callback; fn NULL leaves
 // neither (no audit).

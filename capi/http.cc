@@ -25,24 +25,13 @@ namespace {
 using xg2g::capi::Fail;
 using xg2g::capi::FromStatus;
 using xg2g::capi::Guard;
+using xg2g::capi::SavedLastError;
 
 constexpr int64_t kMaxBurst = 1'000'000'000;
 constexpr size_t kReasonSize = 256;
 
 // A host's readiness check registration, shared like the audit callback.
 using HostReadiness = xg2g::capi::HostCallback<xg2g_http_ready_fn>;
-
-// Keeps the calling thread's last error across a call into host code.
-class SavedLastError {
- public:
-  SavedLastError() : saved_(xg2g::capi::LastError()) {}
-  ~SavedLastError() { xg2g::capi::SetLastError(saved_); }
-  SavedLastError(const SavedLastError&) = delete;
-  SavedLastError& operator=(const SavedLastError&) = delete;
-
- private:
-  std::string saved_;
-};
 
 }  // namespace
 
@@ -292,24 +281,12 @@ xg2g_status xg2g_http_handler_create(xg2g_http_handler** out, xg2g_engine* engin
     if (const xg2g_status rc = RequireConfig(cfg, kFn); rc != XG2G_OK) return rc;
 
     auto handle = std::make_unique<xg2g_http_handler>();
-    if (cfg->audit_callback != nullptr) {
-      handle->audit = std::make_shared<xg2g::CallbackAuditSink>(
-          [host = cfg->audit_callback](std::string_view json) {
-            const std::string line(json);
-            SavedLastError saved;
-            host->fn(line.c_str(), host->user_data);
-          });
-    } else if (!cfg->audit_path.empty()) {
-      errno = 0;
-      auto sink = std::make_shared<xg2g::JsonLinesAuditSink>(cfg->audit_path);
-      const int error = errno;
-      if (!sink->ok()) {
-        const std::string why = error != 0 ? xg2g::ErrnoText(error) : "open failed";
-        return Fail(XG2G_EIO, std::string(kFn) + ": cannot open the audit file '" +
-                                  cfg->audit_path + "': " + why);
-      }
-      handle->audit = std::move(sink);
-    } else {
+    if (const xg2g_status rc = xg2g::capi::MakeAuditSink(kFn, cfg->audit_callback,
+                                                         cfg->audit_path, &handle->audit);
+        rc != XG2G_OK) {
+      return rc;
+    }
+    if (handle->audit == nullptr) {
       handle->audit = std::make_shared<xg2g::JsonLinesAuditSink>(stderr);
     }
     handle->readiness = cfg->readiness;

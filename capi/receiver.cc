@@ -27,22 +27,11 @@ namespace {
 using xg2g::capi::Fail;
 using xg2g::capi::FromStatus;
 using xg2g::capi::Guard;
+using xg2g::capi::SavedLastError;
 
 static_assert(XG2G_BREAKER_CLOSED == static_cast<int>(xg2g::BreakerState::kClosed));
 static_assert(XG2G_BREAKER_HALF_OPEN == static_cast<int>(xg2g::BreakerState::kHalfOpen));
 static_assert(XG2G_BREAKER_OPEN == static_cast<int>(xg2g::BreakerState::kOpen));
-
-// Keeps the calling thread's last error across a call into host code.
-class SavedLastError {
- public:
-  SavedLastError() : saved_(xg2g::capi::LastError()) {}
-  ~SavedLastError() { xg2g::capi::SetLastError(saved_); }
-  SavedLastError(const SavedLastError&) = delete;
-  SavedLastError& operator=(const SavedLastError&) = delete;
-
- private:
-  std::string saved_;
-};
 
 // The host's log callback (capi/handles.h: destroy runs when the last holder
 // lets go, so never while a call of `fn` is running).

@@ -57,6 +57,7 @@
 #include "lib/session/session.h"
 #include "lib/store/lmdb_store.h"
 #include "lib/store/store.h"
+#include "tests/bench/bench_record.h"
 
 namespace xg2g {
 namespace {
@@ -102,25 +103,7 @@ void CheckMdb(int rc, std::string_view what) {
 // Ids of one width, so every record and every raw value has the same size.
 std::string IdOf(long i) { return fmt::format("bench-{:08d}", i); }
 
-// A record the size of what the engine stores for a running session.
-SessionRecord BenchRecord(std::string id) {
-  SessionRecord r;
-  r.session_id = std::move(id);
-  r.service_ref = "1:0:19:283D:3FB:1:C00000:0:0:0:";
-  r.profile.name = "default";
-  r.state = SessionState::kReady;
-  r.pipeline_state = PipelineState::kRunning;
-  r.correlation_id = "0123456789abcdef0123456789abcdef";
-  r.created_at_unix = 1'800'000'000;
-  r.updated_at_unix = 1'800'000'005;
-  r.expires_at_unix = 1'800'003'600;
-  r.principal = "f3a9c2d17b5e4a6c8d9e0f1a2b3c4d5e";
-  r.deadline_unix_ms = 1'800'000'030'000;
-  r.context_data["owner"] = "engine-0123456789abcdef";
-  r.context_data["tuner_slot"] = "0";
-  r.context_data["fencing_token"] = "12345";
-  return r;
-}
+using bench::BenchRecord;
 
 double Seconds(std::chrono::steady_clock::duration d) {
   return std::chrono::duration<double>(d).count();
