@@ -82,6 +82,19 @@ void FaultInjectingStore::FailAfterDelay(int64_t delay_ms) {
   SetMode(Mode::kFailAfterDeadline, 0, deadline);
 }
 
+void FaultInjectingStore::FailRandomly(double probability, uint64_t seed) {
+  // NaN counts as 0; the threshold is probability x 2^64 on the draw's scale.
+  const double p = probability >= 1.0 ? 1.0 : (probability > 0.0 ? probability : 0.0);
+  constexpr double kScale = 18446744073709551616.0;  // 2^64
+  {
+    std::lock_guard lock(mu_);
+    random_always_ = p >= 1.0;
+    random_threshold_ = random_always_ ? 0 : static_cast<uint64_t>(p * kScale);
+    random_.seed(seed);
+  }
+  SetMode(Mode::kFailRandomly, 0, 0);
+}
+
 FaultInjectingStore::Mode FaultInjectingStore::mode() const {
   std::lock_guard lock(mu_);
   return mode_;
@@ -156,6 +169,9 @@ absl::Status FaultInjectingStore::Admit(Method method) {
       break;
     case Mode::kFailAfterDeadline:
       fail = now >= mode_deadline_ms_;
+      break;
+    case Mode::kFailRandomly:
+      fail = random_always_ || random_() < random_threshold_;
       break;
   }
   if (!fail) return absl::OkStatus();

@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
+#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -43,6 +44,7 @@ class FaultInjectingStore final : public Store {
     kFailWrites,       // fail every call that writes (see IsWriteMethod)
     kFailAll,          // fail every call
     kFailAfterDeadline,  // fail every call once the clock reaches a deadline
+    kFailRandomly,       // fail each call with a set probability (seeded)
   };
 
   // `inner` (not owned) receives the forwarded calls; `clock` (null: the real
@@ -70,6 +72,11 @@ class FaultInjectingStore final : public Store {
   // Fails every call made once the clock's MonotonicMs() has reached now +
   // `delay_ms` ("the store goes away after a while").
   void FailAfterDelay(int64_t delay_ms);
+  // Fails each call, independently, with `probability` (clamped to [0, 1]),
+  // drawn from a generator seeded with `seed`: the same seed and the same
+  // order of calls give the same faults. Load tests use it to fail calls at
+  // random points of concurrent operations.
+  void FailRandomly(double probability, uint64_t seed);
 
   Mode mode() const;
 
@@ -152,6 +159,10 @@ class FaultInjectingStore final : public Store {
   Mode mode_ ABSL_GUARDED_BY(mu_) = Mode::kNone;
   int64_t mode_n_ ABSL_GUARDED_BY(mu_) = 0;            // kFailNthCall, kFailFromNthCall
   int64_t mode_deadline_ms_ ABSL_GUARDED_BY(mu_) = 0;  // kFailAfterDeadline
+  // kFailRandomly: a call fails when the next draw is below the threshold.
+  uint64_t random_threshold_ ABSL_GUARDED_BY(mu_) = 0;
+  bool random_always_ ABSL_GUARDED_BY(mu_) = false;  // probability 1
+  std::mt19937_64 random_ ABSL_GUARDED_BY(mu_);
   int64_t calls_in_mode_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t total_calls_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t faults_ ABSL_GUARDED_BY(mu_) = 0;

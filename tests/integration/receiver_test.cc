@@ -3,6 +3,7 @@
 // real HTTP server on 127.0.0.1 that this test starts and stops by pid.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -272,6 +273,95 @@ TEST_CASE("the breaker opens on a failing receiver, fails fast, and closes again
   AppendCircuitBreakerMetrics(metrics, registry.Snapshots());
   CHECK(metrics.find("xg2g_circuit_breaker_state{name=\"receiver\"} 0") != std::string::npos);
   CHECK(metrics.find("reason=\"half_open_probe_failed\"} 1") != std::string::npos);
+}
+
+TEST_CASE("under load from many threads the breaker opens on failing and slow answers, fails fast, and closes") {
+  FakeReceiverProcess fake;
+  FakeClock clock;  // the breaker's clock; call timeouts run on real time
+  ReceiverOptions options;
+  options.breaker.failure_threshold = 5;
+  options.breaker.open_timeout_ms = 10'000;
+  options.request_timeout_ms = 2'000;  // far above a healthy answer, even on a busy machine
+  auto client = Client(fake, &clock, nullptr, options);
+  constexpr int kThreads = 8;
+
+  // `calls` GetSignal calls on each of kThreads threads at once, counted by
+  // outcome.
+  struct Outcomes {
+    std::atomic<int> ok{0}, unavailable{0}, timeout{0}, open{0}, other{0};
+  };
+  auto load = [&](int calls) {
+    auto outcomes = std::make_unique<Outcomes>();
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&] {
+        for (int i = 0; i < calls; ++i) {
+          const absl::Status status = client->GetSignal().status();
+          switch (CodeOf(status)) {
+            case ErrorCode::kOk: outcomes->ok++; break;
+            case ErrorCode::kUnavailable: outcomes->unavailable++; break;
+            case ErrorCode::kTimeout: outcomes->timeout++; break;
+            case ErrorCode::kCircuitOpen: outcomes->open++; break;
+            default: outcomes->other++; break;
+          }
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    MESSAGE("ok ", outcomes->ok.load(), " unavailable ", outcomes->unavailable.load(), " timeout ",
+            outcomes->timeout.load(), " open ", outcomes->open.load(), " other ",
+            outcomes->other.load());
+    return outcomes;
+  };
+  auto sent = [&] { return fake.Stat("api_requests"); };
+
+  // Healthy: every call answered.
+  auto healthy = load(10);
+  CHECK(healthy->ok.load() == kThreads * 10);
+  CHECK(client->breaker().state() == BreakerState::kClosed);
+
+  // Failing: the breaker opens after the threshold; only the calls already
+  // under way when it opened still reach the receiver, the rest fail fast.
+  int64_t before = sent();
+  auto failing = [&] {
+    fake.Admin("/admin/set?error=502");
+    return load(20);
+  }();
+  const int64_t reached = sent() - before;
+  CHECK(client->breaker().state() == BreakerState::kOpen);
+  CHECK(failing->other.load() == 0);
+  CHECK(failing->ok.load() == 0);
+  CHECK(failing->unavailable.load() == reached);
+  CHECK(reached >= options.breaker.failure_threshold);
+  CHECK(reached < options.breaker.failure_threshold + kThreads);
+  CHECK(failing->open.load() == kThreads * 20 - reached);
+
+  // Open: nothing reaches the receiver, whatever it would answer now.
+  fake.Admin("/admin/set?error=0&slow_ms=4000");
+  before = sent();
+  auto open = load(10);
+  CHECK(open->open.load() == kThreads * 10);
+  CHECK(sent() == before);
+
+  // Half-open against a slow receiver: one probe goes out and times out, the
+  // breaker opens again, every other call fails fast.
+  clock.AdvanceMs(options.breaker.open_timeout_ms);
+  before = sent();
+  auto slow = load(10);
+  CHECK(sent() - before == 1);
+  CHECK(slow->timeout.load() == 1);
+  CHECK(slow->open.load() == kThreads * 10 - 1);
+  CHECK(client->breaker().state() == BreakerState::kOpen);
+
+  // Recovered: the next probe succeeds and closes it; then every call passes.
+  fake.Admin("/admin/set?slow_ms=0");
+  clock.AdvanceMs(options.breaker.open_timeout_ms);
+  auto probe = load(10);
+  CHECK(probe->ok.load() >= 1);
+  CHECK(probe->ok.load() + probe->open.load() == kThreads * 10);
+  CHECK(client->breaker().state() == BreakerState::kClosed);
+  auto closed = load(10);
+  CHECK(closed->ok.load() == kThreads * 10);
 }
 
 // An engine on a manual clock with the receiver pipeline over the real client.

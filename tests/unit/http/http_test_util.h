@@ -126,6 +126,8 @@ struct Fixture {
     // The breakers /metrics lists; null (the default here) keeps the tests
     // independent of the process-wide registry.
     const CircuitBreakerRegistry* breakers = nullptr;
+    // The engine's host pipeline; null: none (sessions stay STARTING).
+    std::shared_ptr<Pipeline> pipeline;
   };
 
   Fixture() : Fixture(Options{}) {}
@@ -142,7 +144,7 @@ struct Fixture {
     auto slots = ParseSlotSpec(options.tuner_slots);
     REQUIRE(slots.ok());
     engine_options.tuner_slots = *slots;
-    auto created = Engine::Create(engine_options, engine_store, &clock, nullptr, nullptr);
+    auto created = Engine::Create(engine_options, engine_store, &clock, options.pipeline, nullptr);
     REQUIRE(created.ok());
     engine = std::move(*created);
     auto policy = ParseHttpPolicy(options.tokens, options.allow_query_tokens, options.rate,

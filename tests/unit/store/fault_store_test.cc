@@ -3,6 +3,7 @@
 // counts, and that modes may change while other threads call.
 #include "lib/store/fault_store.h"
 
+#include <algorithm>
 #include <atomic>
 #include <barrier>
 #include <cstdint>
@@ -301,6 +302,44 @@ TEST_CASE("failing after a huge delay never overflows into failing at once") {
   CHECK(store.ListLeases().ok());
   store.FailAfterDelay(0);
   CheckInjected(store.ListLeases().status(), "ListLeases", 1);
+}
+
+TEST_CASE("failing at random fails about the set share of calls, the same ones for the same seed") {
+  FakeClock clock;
+  MemoryStore inner(&clock);
+  FaultInjectingStore store(&inner, &clock);
+  REQUIRE(store.PutSession(Session("p")).ok());
+  // Which of `calls` GetSession calls fail, as a string of 'x' and '.'.
+  auto pattern = [&](double probability, uint64_t seed, int calls) {
+    store.FailRandomly(probability, seed);
+    CHECK(store.mode() == FaultInjectingStore::Mode::kFailRandomly);
+    std::string out;
+    for (int i = 1; i <= calls; ++i) {
+      const absl::Status status = store.GetSession("p").status();
+      if (status.ok()) {
+        out += '.';
+      } else {
+        CheckInjected(status, "GetSession", i);
+        out += 'x';
+      }
+    }
+    return out;
+  };
+  constexpr int kCalls = 4'000;
+  const std::string quarter = pattern(0.25, 7, kCalls);
+  const auto failed = std::count(quarter.begin(), quarter.end(), 'x');
+  // 1,000 expected; the standard deviation is about 27.
+  CHECK(failed > 850);
+  CHECK(failed < 1'150);
+  CHECK(pattern(0.25, 7, kCalls) == quarter);  // the same seed, the same faults
+  CHECK(pattern(0.25, 8, kCalls) != quarter);
+  CHECK(pattern(0.0, 7, 500) == std::string(500, '.'));
+  CHECK(pattern(-1.0, 7, 100) == std::string(100, '.'));
+  CHECK(pattern(1.0, 7, 500) == std::string(500, 'x'));
+  CHECK(pattern(2.0, 7, 100) == std::string(100, 'x'));
+  store.FailNone();
+  CHECK(inner.GetSession("p").ok());  // nothing failed reached the inner store
+  CHECK(store.GetSession("p").ok());
 }
 
 TEST_CASE("a failed update never runs the mutator and leaves the record as it was") {
