@@ -269,11 +269,12 @@ absl::StatusOr<SessionRecord> Engine::Transition(
 
 void Engine::RollBack(const std::vector<std::function<absl::Status()>>& undo) {
   // Newest first: leases before the records that name them.
-  for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
-    absl::Status status = (*it)();
+  for (size_t i = undo.size(); i-- > 0;) {
+    const std::function<absl::Status()>& step = undo[i];
+    absl::Status status = step();
     if (!status.ok() && CodeOf(status) != ErrorCode::kNotFound) {
       std::lock_guard<std::mutex> lock(mu_);
-      cleanups_.push_back(*it);
+      cleanups_.push_back(step);
     }
   }
 }
@@ -336,7 +337,7 @@ absl::StatusOr<StartResult> Engine::Start(const StartRequest& request,
       Audit("session_start", "replay", request.principal, replay.session_id, "");
       return replay;
     }
-    undo.push_back([this, key] { return store_->DeleteIdempotency(key); });
+    undo.emplace_back([this, key] { return store_->DeleteIdempotency(key); });
   } else {
     absl::Status put = store_->PutSession(record);
     if (!put.ok()) return store_failed(put, "storing the session");
@@ -345,7 +346,7 @@ absl::StatusOr<StartResult> Engine::Start(const StartRequest& request,
 
   // Fails the new session as busy. A store failure here is a store failure of
   // the whole start: everything is undone.
-  auto answer_busy = [&](std::string message) -> absl::Status {
+  auto answer_busy = [&](const std::string& message) -> absl::Status {
     auto failed = Transition(id, SessionEvent::kNoTuner, Reason::kLeaseBusy, message);
     if (!failed.ok()) {
       RollBack(undo);
@@ -370,7 +371,7 @@ absl::StatusOr<StartResult> Engine::Start(const StartRequest& request,
     return answer_busy(fmt::format("service '{}' is already active in session {}",
                                    record.service_ref, active.empty() ? "(unknown)" : active));
   }
-  undo.push_back([this, service_key, id] { return store_->ReleaseLease(service_key, id); });
+  undo.emplace_back([this, service_key, id] { return store_->ReleaseLease(service_key, id); });
 
   // The first free tuner slot wins.
   int slot = -1;
@@ -381,7 +382,7 @@ absl::StatusOr<StartResult> Engine::Start(const StartRequest& request,
     if (grant.ok()) {
       slot = candidate;
       token = grant->fencing_token;
-      undo.push_back([this, key, id] { return store_->ReleaseLease(key, id); });
+      undo.emplace_back([this, key, id] { return store_->ReleaseLease(key, id); });
       break;
     }
     if (CodeOf(grant.status()) != ErrorCode::kBusy) {
@@ -495,7 +496,7 @@ void Engine::ReleaseLeases(const SessionRecord& record) {
     if (!released.ok() && CodeOf(released) != ErrorCode::kNotFound &&
         CodeOf(released) != ErrorCode::kConflict) {
       std::lock_guard<std::mutex> lock(mu_);
-      cleanups_.push_back(
+      cleanups_.emplace_back(
           [this, key = key, owner = owner] { return store_->ReleaseLease(key, owner); });
     }
   }

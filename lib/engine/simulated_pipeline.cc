@@ -21,7 +21,7 @@ int64_t NonNegative(int64_t ms) { return ms < 0 ? 0 : ms; }
 }  // namespace
 
 SimulatedPipeline::SimulatedPipeline(SimulatedPipelineOptions options)
-    : options_(std::move(options)) {}
+    : options_(options) {}
 
 void SimulatedPipeline::Attach(Engine* engine) {
   std::vector<Pending> held;
@@ -72,7 +72,7 @@ void SimulatedPipeline::Schedule(Kind kind, const PipelineCommand& command) {
   ScheduleOn(engine, kind, command);
 }
 
-void SimulatedPipeline::ScheduleOn(Engine* engine, Kind kind, const PipelineCommand& command) {
+void SimulatedPipeline::ScheduleOn(Engine* engine, Kind kind, const PipelineCommand& command) const {
   // The timers run on the engine's thread and are dropped with the engine, so
   // `engine` is alive whenever one of them runs. A report the engine refuses
   // (the session was stopped or failed meanwhile, a newer lease) is simply

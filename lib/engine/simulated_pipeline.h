@@ -73,7 +73,7 @@ class SimulatedPipeline final : public Pipeline {
   // Schedules the report for `command` on the attached engine, or holds it
   // until Attach when there is none yet.
   void Schedule(Kind kind, const PipelineCommand& command);
-  void ScheduleOn(Engine* engine, Kind kind, const PipelineCommand& command);
+  void ScheduleOn(Engine* engine, Kind kind, const PipelineCommand& command) const;
 
   const SimulatedPipelineOptions options_;
   std::atomic<int> tune_calls_{0};

@@ -637,7 +637,7 @@ struct Registry {
 };
 
 Registry& GetRegistry() {
-  static Registry* const registry = new Registry;  // never destroyed: no exit-time order issues
+  static auto* const registry = new Registry;  // never destroyed: no exit-time order issues
   return *registry;
 }
 
@@ -652,7 +652,7 @@ struct LiveEnvs {
 };
 
 LiveEnvs& GetLiveEnvs() {
-  static LiveEnvs* const live = new LiveEnvs;  // never destroyed, like the registry
+  static auto* const live = new LiveEnvs;  // never destroyed, like the registry
   return *live;
 }
 
@@ -872,7 +872,7 @@ enum class WriteKind {
 // What a write body works with.
 struct WriteTxn {
   Env& env;
-  MDB_txn* txn;
+  MDB_txn* txn = nullptr;
   bool map_full = false;         // a put or delete hit MDB_MAP_FULL: grow and run again
   bool commit_on_error = false;  // commit what was done, then return the body's error
 };
@@ -972,9 +972,9 @@ WriteStep WriteOnce(Env& env, Body& body, absl::Status& result, uint64_t& seen_m
   seen_map = MapSizeOf(env);
   if (w.map_full) return WriteStep::kGrow;
   if (!result.ok() && !w.commit_on_error) return WriteStep::kDone;  // the guard aborts
-  if (const int rc = guard.Commit(); rc == MDB_MAP_FULL) {
-    return WriteStep::kGrow;
-  } else if (rc != 0) {
+  const int rc = guard.Commit();
+  if (rc == MDB_MAP_FULL) return WriteStep::kGrow;
+  if (rc != 0) {
     result = env.Error(rc, "commit");
     return WriteStep::kDone;
   }
@@ -1065,10 +1065,12 @@ size_t RunGroup(Env& env, const std::vector<LmdbCommitRequest*>& batch) {
       continue;
     }
     if (!r->result.ok() && !w.commit_on_error) continue;  // the child is aborted
-    if (const int rc = child_guard.Commit(); rc == MDB_MAP_FULL) {
+    const int rc = child_guard.Commit();
+    if (rc == MDB_MAP_FULL) {
       r->step = WriteStep::kGrow;
       continue;
-    } else if (rc != 0) {
+    }
+    if (rc != 0) {
       r->result = env.Error(rc, "commit a nested write transaction");
       continue;
     }
@@ -1167,7 +1169,7 @@ absl::Status Write(Env& env, WriteKind kind, Body&& body) {
   for (int round = 0; round < kMaxWriteRounds; ++round) {
     absl::Status result;
     uint64_t seen_map = 0;
-    WriteStep step;
+    WriteStep step = WriteStep::kDone;
     {
       std::shared_lock gate(env.gate);
       step = env.options.group_commit ? WriteGrouped(env, body, result, seen_map)
@@ -1229,13 +1231,13 @@ absl::Status MakeDirectories(const std::string& dir) {
       const int error = errno;
       return MakeError(error == ENOSPC ? ErrorCode::kStoreFull : ErrorCode::kIo,
                        fmt::format("lmdb store: cannot create directory '{}': {}", prefix,
-                                   std::strerror(error)));
+                                   ErrnoText(error)));
     }
   }
-  struct stat st;
+  struct stat st {};
   if (stat(dir.c_str(), &st) != 0) {
     return MakeError(ErrorCode::kIo, fmt::format("lmdb store: cannot open directory '{}': {}",
-                                                 dir, std::strerror(errno)));
+                                                 dir, ErrnoText(errno)));
   }
   if (!S_ISDIR(st.st_mode)) {
     return MakeError(ErrorCode::kIo,
@@ -1415,12 +1417,12 @@ namespace {
 // Converts to anything: counts the members of an aggregate (below).
 struct AnyMember {
   template <typename T>
-  operator T() const;  // never defined: only asked about
+  operator T() const;  // NOLINT(google-explicit-constructor): converting implicitly is its purpose
 };
 
 // True when T{v1, ..., vN} compiles with N values of any type.
 template <typename T, size_t... I>
-constexpr bool InitializableFrom(std::index_sequence<I...>) {
+constexpr bool InitializableFrom(std::index_sequence<I...> /*indices*/) {
   return requires { T{(static_cast<void>(I), AnyMember{})...}; };
 }
 
@@ -1660,9 +1662,11 @@ class LmdbStore::SessionCache {
     // Before anything touches the entry (the copy of the pointer below
     // writes to its count, which sits just in front of it): its memory is
     // likely not in the processor's cache yet. A hint only.
+    // Addresses as integers: the first line lies before the object, where
+    // pointer arithmetic would not be allowed; a prefetch may name any one.
     const auto begin = reinterpret_cast<uintptr_t>(slot.entry.get());
     for (uintptr_t line = begin - 16; line < begin + slot.size; line += 64) {
-      __builtin_prefetch(reinterpret_cast<const void*>(line));
+      __builtin_prefetch(reinterpret_cast<const void*>(line));  // NOLINT(performance-no-int-to-ptr)
     }
     slot.referenced = true;
     probe.entry = slot.entry;
@@ -1672,7 +1676,7 @@ class LmdbStore::SessionCache {
   // True when the probe's entry is the one for its id, decoded from exactly
   // `bytes` (committed data just read under that id): then its record is the
   // one stored. A false one counts as a miss.
-  bool Hit(const Probe& probe, std::string_view bytes) {
+  static bool Hit(const Probe& probe, std::string_view bytes) {
     if (probe.entry != nullptr && probe.entry->bytes() == bytes && probe.entry->id() == probe.id) {
       return true;
     }
@@ -1706,7 +1710,7 @@ class LmdbStore::SessionCache {
     Shard& shard = ShardOf(hash);
     std::shared_ptr<const Entry> dropped;  // released after the lock
     std::lock_guard lock(shard.mu);
-    const uint32_t size = static_cast<uint32_t>(entry->size());
+    const auto size = static_cast<uint32_t>(entry->size());
     if (const size_t at = shard.Find(hash); at != kNone) {
       Slot& slot = shard.table[at];
       slot.size = size;
@@ -1857,10 +1861,10 @@ absl::StatusOr<std::unique_ptr<LmdbStore>> LmdbStore::Open(std::string_view dir,
   }
   const std::string requested(dir);
   XG2G_RETURN_IF_ERROR(MakeDirectories(requested));
-  struct stat st;
+  struct stat st {};
   if (stat(requested.c_str(), &st) != 0) {
     return MakeError(ErrorCode::kIo, fmt::format("lmdb store: cannot open directory '{}': {}",
-                                                 requested, std::strerror(errno)));
+                                                 requested, ErrnoText(errno)));
   }
   char* resolved = realpath(requested.c_str(), nullptr);
   const std::string path = resolved != nullptr ? std::string(resolved) : requested;
@@ -1950,7 +1954,7 @@ absl::StatusOr<SessionRecord> LmdbStore::DecodeCached(std::string_view id, std::
                                                       bool remember) {
   if (cache_ != nullptr) {
     const SessionCache::Probe probe = cache_->Lookup(id);
-    if (cache_->Hit(probe, bytes)) return probe.entry->Record();
+    if (SessionCache::Hit(probe, bytes)) return probe.entry->Record();
   }
   return DecodeAndRemember(id, bytes, remember, CachedSession::kNoSnapshot);
 }
@@ -1999,7 +2003,7 @@ absl::StatusOr<SessionRecord> LmdbStore::GetSession(std::string_view id) {
     XG2G_ASSIGN_OR_RETURN(const bool found,
                           Get(env, txn, env.sessions, ValOf(id), val, "a session"));
     if (!found) return SessionNotFound(id);
-    if (cache_ != nullptr && cache_->Hit(probe, ViewOf(val))) {
+    if (cache_ != nullptr && SessionCache::Hit(probe, ViewOf(val))) {
       probe.entry->MarkVerified(snapshot);
       hit = true;
       return absl::OkStatus();
@@ -2031,7 +2035,7 @@ absl::StatusOr<SessionRecord> LmdbStore::UpdateSession(std::string_view id,
                             Get(env, txn, env.sessions, ValOf(id), val, "a session"));
       if (!found) return SessionNotFound(id);
       read_bytes.assign(ViewOf(val));
-      if (cache_ != nullptr && cache_->Hit(probe, read_bytes)) {
+      if (cache_ != nullptr && SessionCache::Hit(probe, read_bytes)) {
         copy = probe.entry->Record();
         return absl::OkStatus();
       }
@@ -2073,7 +2077,7 @@ absl::StatusOr<SessionRecord> LmdbStore::UpdateSession(std::string_view id,
 absl::Status LmdbStore::DeleteSession(std::string_view id) {
   XG2G_RETURN_IF_ERROR(ValidateSessionId(id));
   Env& env = *env_;
-  const absl::Status deleted = Write(env, WriteKind::kFrees, [&](WriteTxn& w) -> absl::Status {
+  absl::Status deleted = Write(env, WriteKind::kFrees, [&](WriteTxn& w) -> absl::Status {
     bool found = false;
     XG2G_RETURN_IF_ERROR(
         Del(w, env.sessions, ValOf(id), fmt::format("session '{}'", id), &found));
