@@ -474,9 +474,18 @@ std::optional<SessionRecord> Engine::QueueHostStop(const std::string& session_id
   }
   if (!send) {
     // The host never heard of it: the teardown is done already.
-    auto stopped = Transition(session_id, SessionEvent::kHostStopped, Reason::kNone, "");
-    if (!stopped.ok()) return std::nullopt;
-    Finish(*stopped);
+    auto end = [this, session_id]() -> absl::StatusOr<SessionRecord> {
+      auto stopped = Transition(session_id, SessionEvent::kHostStopped, Reason::kNone, "");
+      if (stopped.ok()) Finish(*stopped);
+      return stopped;
+    };
+    auto stopped = end();
+    if (!stopped.ok()) {
+      if (CodeOf(stopped.status()) == ErrorCode::kUnavailable) {
+        QueueRetry([end] { return end().status(); });
+      }
+      return std::nullopt;
+    }
     return *stopped;
   }
   Enqueue([this, command] {
@@ -522,32 +531,53 @@ absl::Status Engine::CheckToken(std::string_view session_id, uint64_t fencing_to
   return absl::OkStatus();
 }
 
+void Engine::QueueRetry(std::function<absl::Status()> step) {
+  std::lock_guard<std::mutex> lock(mu_);
+  cleanups_.emplace_back([step = std::move(step)] {
+    absl::Status status = step();
+    // The session moved on meanwhile (a deadline, a stop): nothing to record.
+    return CodeOf(status) == ErrorCode::kState ? absl::OkStatus() : status;
+  });
+}
+
+absl::Status Engine::Retried(std::function<absl::Status()> report) {
+  absl::Status status = report();
+  if (CodeOf(status) == ErrorCode::kUnavailable) QueueRetry(std::move(report));
+  return status;
+}
+
 absl::Status Engine::ReportReady(std::string_view session_id, uint64_t fencing_token) {
-  XG2G_RETURN_IF_ERROR(CheckToken(session_id, fencing_token));
-  auto ready = Transition(session_id, SessionEvent::kHostReady, Reason::kNone, "");
-  return ready.status();
+  return Retried([this, id = std::string(session_id), fencing_token] {
+    XG2G_RETURN_IF_ERROR(CheckToken(id, fencing_token));
+    return Transition(id, SessionEvent::kHostReady, Reason::kNone, "").status();
+  });
 }
 
 absl::Status Engine::ReportFailed(std::string_view session_id, uint64_t fencing_token,
                                   Reason reason, std::string_view detail) {
-  XG2G_RETURN_IF_ERROR(CheckToken(session_id, fencing_token));
-  auto failed = Transition(session_id, SessionEvent::kHostFailed, reason, detail);
-  if (!failed.ok()) return failed.status();
-  if (IsTerminal(failed->state)) Finish(*failed);
-  return absl::OkStatus();
+  return Retried([this, id = std::string(session_id), fencing_token, reason,
+                  detail = std::string(detail)] {
+    XG2G_RETURN_IF_ERROR(CheckToken(id, fencing_token));
+    auto failed = Transition(id, SessionEvent::kHostFailed, reason, detail);
+    if (!failed.ok()) return failed.status();
+    if (IsTerminal(failed->state)) Finish(*failed);
+    return absl::OkStatus();
+  });
 }
 
 absl::Status Engine::ReportStopped(std::string_view session_id, uint64_t fencing_token) {
-  XG2G_RETURN_IF_ERROR(CheckToken(session_id, fencing_token));
-  auto stopped = Transition(session_id, SessionEvent::kHostStopped, Reason::kNone, "");
-  if (!stopped.ok() && CodeOf(stopped.status()) == ErrorCode::kState) {
-    // The pipeline ended without being asked to: that is a failure.
-    stopped = Transition(session_id, SessionEvent::kHostFailed, Reason::kProcessEnded,
-                         "the pipeline stopped on its own");
-  }
-  if (!stopped.ok()) return stopped.status();
-  if (IsTerminal(stopped->state)) Finish(*stopped);
-  return absl::OkStatus();
+  return Retried([this, id = std::string(session_id), fencing_token] {
+    XG2G_RETURN_IF_ERROR(CheckToken(id, fencing_token));
+    auto stopped = Transition(id, SessionEvent::kHostStopped, Reason::kNone, "");
+    if (!stopped.ok() && CodeOf(stopped.status()) == ErrorCode::kState) {
+      // The pipeline ended without being asked to: that is a failure.
+      stopped = Transition(id, SessionEvent::kHostFailed, Reason::kProcessEnded,
+                           "the pipeline stopped on its own");
+    }
+    if (!stopped.ok()) return stopped.status();
+    if (IsTerminal(stopped->state)) Finish(*stopped);
+    return absl::OkStatus();
+  });
 }
 
 absl::Status Engine::Touch(std::string_view session_id) {

@@ -135,6 +135,9 @@ class Engine {
                                     std::string* busy_session_id = nullptr);
   absl::StatusOr<StopResult> Stop(std::string_view session_id);
 
+  // Host reports. A report the store cannot take now (EUNAVAILABLE, returned
+  // to the host) is also retried by the engine at each sweep until the store
+  // takes it or the session has moved on; the host need not retry.
   absl::Status ReportReady(std::string_view session_id, uint64_t fencing_token);
   absl::Status ReportFailed(std::string_view session_id, uint64_t fencing_token, Reason reason,
                             std::string_view detail);
@@ -176,6 +179,13 @@ class Engine {
   absl::StatusOr<SessionRecord> Transition(std::string_view id, SessionEvent event, Reason reason,
                                            std::string_view detail,
                                            const std::function<void(SessionRecord&)>& extra = {});
+  // Queues `step` for Poll to retry at each sweep until it is OK, not found,
+  // a conflict, or a state error (the session moved on meanwhile).
+  void QueueRetry(std::function<absl::Status()> step);
+  // Runs a host report; when the store was unavailable the report is also
+  // queued to be retried (QueueRetry), so that a session is not left waiting
+  // for its deadline. The first answer goes back to the host.
+  absl::Status Retried(std::function<absl::Status()> report);
   // Undo of a failed start; steps that fail are queued for Poll to retry.
   void RollBack(const std::vector<std::function<absl::Status()>>& undo);
   void Enqueue(std::function<void()> task);

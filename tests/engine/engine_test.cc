@@ -696,6 +696,73 @@ TEST_CASE("a store failure at any step of a start leaves nothing behind") {
   CHECK((*engine)->Stats().store_failures >= static_cast<uint64_t>(2 * calls + 2));
 }
 
+TEST_CASE("a host report the store could not take is retried by the engine at the next sweep") {
+  FakeClock clock;
+  auto inner = OpenStore("memory:", &clock);
+  REQUIRE(inner.ok());
+  FaultInjectingStore faulty(inner->get(), &clock);
+  auto pipeline = std::make_shared<RecordingPipeline>();
+  auto engine = Engine::Create(ManualOptions({0}), &faulty, &clock, pipeline, nullptr);
+  REQUIRE(engine.ok());
+  StartRequest r;
+  r.service_ref = "1:0:1:RETRY";
+  auto started = (*engine)->Start(r);
+  REQUIRE(started.ok());
+  const std::string id = started->session_id;
+  (*engine)->Poll();
+  REQUIRE(pipeline->Tunes() == 1);
+  const uint64_t token = pipeline->tuned[0].fencing_token;
+  auto state = [&] { return (*inner)->GetSession(id)->state; };
+
+  // The ready report meets a store that fails writes: the host hears
+  // EUNAVAILABLE, and the engine records READY itself once the store is back.
+  faulty.FailWrites();
+  CHECK(CodeOf((*engine)->ReportReady(id, token)) == ErrorCode::kUnavailable);
+  CHECK(state() == SessionState::kStarting);
+  clock.AdvanceMs(1'000);
+  (*engine)->Poll();  // still failing: kept for the next sweep
+  CHECK(state() == SessionState::kStarting);
+  faulty.FailNone();
+  clock.AdvanceMs(1'000);
+  (*engine)->Poll();
+  CHECK(state() == SessionState::kReady);
+
+  // The same for the stopped report: STOPPED and the leases released at the
+  // next sweep, not at the stop deadline.
+  REQUIRE((*engine)->Stop(id).ok());
+  (*engine)->Poll();
+  REQUIRE(pipeline->Stops() == 1);
+  faulty.FailWrites();
+  CHECK(CodeOf((*engine)->ReportStopped(id, token)) == ErrorCode::kUnavailable);
+  CHECK(state() == SessionState::kStopping);
+  CHECK((*inner)->ListLeases()->size() == 2);
+  faulty.FailNone();
+  clock.AdvanceMs(1'000);
+  (*engine)->Poll();
+  CHECK(state() == SessionState::kStopped);
+  CHECK((*inner)->ListLeases()->empty());
+
+  // A retry the host made itself meanwhile leaves the engine's nothing to do.
+  r.service_ref = "1:0:1:RETRY2";
+  auto second = (*engine)->Start(r);
+  REQUIRE(second.ok());
+  (*engine)->Poll();
+  REQUIRE(pipeline->Tunes() == 2);
+  const uint64_t token2 = pipeline->tuned[1].fencing_token;
+  faulty.FailWrites();
+  CHECK(CodeOf((*engine)->ReportReady(second->session_id, token2)) == ErrorCode::kUnavailable);
+  faulty.FailNone();
+  REQUIRE((*engine)->ReportReady(second->session_id, token2).ok());
+  faulty.ResetCalls();
+  clock.AdvanceMs(1'000);
+  (*engine)->Poll();
+  CHECK((*inner)->GetSession(second->session_id)->state == SessionState::kReady);
+  const int64_t updates = faulty.CallCount("UpdateSession");
+  clock.AdvanceMs(1'000);
+  (*engine)->Poll();
+  CHECK(faulty.CallCount("UpdateSession") == updates);  // the retry ran once, then was dropped
+}
+
 TEST_SUITE("concurrency") {
   TEST_CASE("ten concurrent starts for one service with one slot: one lease, one tune") {
     Fixture f(ManualOptions({0}));
