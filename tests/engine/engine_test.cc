@@ -19,41 +19,13 @@
 #include "lib/observe/audit.h"
 #include "lib/store/fault_store.h"
 #include "lib/store/store.h"
+#include "tests/engine/recording_pipeline.h"
 
 namespace xg2g {
 namespace {
 
 // A host pipeline that records every command and reports nothing by itself.
-class RecordingPipeline final : public Pipeline {
- public:
-  absl::Status Tune(const PipelineCommand& command) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    tuned.push_back(command);
-    return tune_result;
-  }
-  absl::Status Start(const PipelineCommand& command) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    started.push_back(command);
-    return start_result;
-  }
-  void Stop(const PipelineCommand& command) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    stopped.push_back(command);
-  }
-  size_t Tunes() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return tuned.size();
-  }
-  size_t Stops() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return stopped.size();
-  }
-
-  std::mutex mu_;
-  std::vector<PipelineCommand> tuned, started, stopped;
-  absl::Status tune_result = absl::OkStatus();
-  absl::Status start_result = absl::OkStatus();
-};
+using testing::RecordingPipeline;
 
 // Collects audit lines.
 struct AuditLines {

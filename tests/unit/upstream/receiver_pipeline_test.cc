@@ -13,6 +13,7 @@
 #include "lib/engine/engine.h"
 #include "lib/store/store.h"
 #include "lib/upstream/receiver_pipeline.h"
+#include "tests/engine/recording_pipeline.h"
 #include "tests/unit/upstream/fake_receiver_api.h"
 
 namespace xg2g {
@@ -22,26 +23,7 @@ constexpr const char* kRef = "1:0:19:283D:3FB:1:C00000:0:0:0:";
 constexpr const char* kOther = "1:0:19:2B66:3F3:1:C00000:0:0:0:";
 
 // The host's transcoder: records its calls; reports nothing by itself.
-class HostPipeline final : public Pipeline {
- public:
-  absl::Status Tune(const PipelineCommand& c) override {
-    std::lock_guard<std::mutex> lock(mu);
-    tuned.push_back(c);
-    return tune_result;
-  }
-  absl::Status Start(const PipelineCommand& c) override {
-    std::lock_guard<std::mutex> lock(mu);
-    started.push_back(c);
-    return start_result;
-  }
-  void Stop(const PipelineCommand& c) override {
-    std::lock_guard<std::mutex> lock(mu);
-    stopped.push_back(c);
-  }
-  std::mutex mu;
-  std::vector<PipelineCommand> tuned, started, stopped;
-  absl::Status tune_result, start_result;
-};
+using HostPipeline = testing::RecordingPipeline;
 
 struct Fixture {
   explicit Fixture(bool with_host = true, int max_bad = 4, int64_t tune_timeout_ms = 5'000)
