@@ -90,7 +90,7 @@ void FaultInjectingStore::FailRandomly(double probability, uint64_t seed) {
     std::lock_guard lock(mu_);
     random_always_ = p >= 1.0;
     random_threshold_ = random_always_ ? 0 : static_cast<uint64_t>(p * kScale);
-    random_.seed(seed);
+    random_.emplace(seed);
   }
   SetMode(Mode::kFailRandomly, 0, 0);
 }
@@ -171,7 +171,7 @@ absl::Status FaultInjectingStore::Admit(Method method) {
       fail = now >= mode_deadline_ms_;
       break;
     case Mode::kFailRandomly:
-      fail = random_always_ || random_() < random_threshold_;
+      fail = random_always_ || (random_.has_value() && (*random_)() < random_threshold_);
       break;
   }
   if (!fail) return absl::OkStatus();

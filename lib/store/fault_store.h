@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -162,7 +163,7 @@ class FaultInjectingStore final : public Store {
   // kFailRandomly: a call fails when the next draw is below the threshold.
   uint64_t random_threshold_ ABSL_GUARDED_BY(mu_) = 0;
   bool random_always_ ABSL_GUARDED_BY(mu_) = false;  // probability 1
-  std::mt19937_64 random_ ABSL_GUARDED_BY(mu_);
+  std::optional<std::mt19937_64> random_ ABSL_GUARDED_BY(mu_);  // made by FailRandomly
   int64_t calls_in_mode_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t total_calls_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t faults_ ABSL_GUARDED_BY(mu_) = 0;
