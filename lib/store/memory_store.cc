@@ -46,6 +46,15 @@ size_t MemoryStore::ShardOf(std::string_view key) {
 
 int64_t MemoryStore::NowMs() const { return clock_->MonotonicMs(); }
 
+size_t MemoryStore::IdempotencyEntryCount() {
+  size_t total = 0;
+  for (IdempotencyShard& shard : idempotency_shards_) {
+    std::lock_guard lock(shard.mu);
+    total += shard.entries.size();
+  }
+  return total;
+}
+
 int64_t MemoryStore::DeadlineAfter(int64_t ttl_ms) const {
   const int64_t now = NowMs();
   if (ttl_ms > std::numeric_limits<int64_t>::max() - now) {

@@ -37,6 +37,9 @@ namespace xg2g {
 class MemoryStore final : public Store {
  public:
   static constexpr size_t kShardCount = 16;
+  // A shard's idempotency (or lease) table first drops its expired entries
+  // when it reaches this size, and then again at twice what was left.
+  static constexpr size_t kMinSweepSize = 1024;
 
   // `clock` drives lease and key expiry (its MonotonicMs); null means
   // Clock::Real(). It must outlive the store.
@@ -71,6 +74,10 @@ class MemoryStore final : public Store {
 
   int64_t NowMs() const override;
 
+  // Idempotency entries held now over all shards, expired ones not dropped
+  // yet included (what the amortised clean-up bounds; tests/soak checks it).
+  size_t IdempotencyEntryCount();
+
  private:
   // Ordered maps: ListSessions merges the shards in id order without sorting,
   // and std::less<> lets lookups take a std::string_view without a copy.
@@ -101,8 +108,6 @@ class MemoryStore final : public Store {
     OrderedMap<Lease> leases ABSL_GUARDED_BY(mu);
     size_t sweep_at ABSL_GUARDED_BY(mu) = kMinSweepSize;
   };
-
-  static constexpr size_t kMinSweepSize = 1024;
 
   static size_t ShardOf(std::string_view key);
 
