@@ -252,7 +252,7 @@ int64_t Engine::DeadlineFor(SessionState state, int64_t now_ms) const {
 
 absl::StatusOr<SessionRecord> Engine::Transition(
     std::string_view id, SessionEvent event, Reason reason, std::string_view detail,
-    const std::function<void(SessionRecord&)>& extra) {
+    const std::function<void(SessionRecord&)>& extra, bool* changed_out) {
   bool changed = false;
   auto stored = store_->UpdateSession(id, [&](SessionRecord& record) -> absl::Status {
     const SessionState before = record.state;
@@ -264,6 +264,7 @@ absl::StatusOr<SessionRecord> Engine::Transition(
     return absl::OkStatus();
   });
   if (stored.ok() && changed) counters_.transitions.fetch_add(1, std::memory_order_relaxed);
+  if (changed_out != nullptr) *changed_out = stored.ok() && changed;
   return stored;
 }
 
@@ -360,34 +361,47 @@ absl::StatusOr<StartResult> Engine::Start(const StartRequest& request,
   // One active session per service.
   const std::string service_key = ServiceLeaseKey(record.service_ref);
   auto service_lease = store_->AcquireLease(service_key, id, options_.lease_ttl_ms);
+  std::string active;
+  if (!service_lease.ok() && CodeOf(service_lease.status()) == ErrorCode::kBusy &&
+      FreeIfHolderEnded(service_key, active)) {
+    service_lease = store_->AcquireLease(service_key, id, options_.lease_ttl_ms);
+    active.clear();
+  }
   if (!service_lease.ok()) {
     if (CodeOf(service_lease.status()) != ErrorCode::kBusy) {
       RollBack(undo);
       return store_failed(service_lease.status(), "taking the service lease");
     }
-    auto holder = store_->GetLease(service_key);
-    const std::string active = holder.ok() ? holder->owner : "";
+    if (active.empty()) {
+      auto holder = store_->GetLease(service_key);
+      if (holder.ok()) active = holder->owner;
+    }
     if (busy_session_id != nullptr) *busy_session_id = active;
     return answer_busy(fmt::format("service '{}' is already active in session {}",
                                    record.service_ref, active.empty() ? "(unknown)" : active));
   }
   undo.emplace_back([this, service_key, id] { return store_->ReleaseLease(service_key, id); });
 
-  // The first free tuner slot wins.
+  // The first free tuner slot wins. When none is, a second pass frees the
+  // slots of sessions that have ended but not yet released them.
   int slot = -1;
   uint64_t token = 0;
-  for (int candidate : options_.tuner_slots) {
-    const std::string key = TunerLeaseKey(candidate);
-    auto grant = store_->AcquireLease(key, id, options_.lease_ttl_ms);
-    if (grant.ok()) {
-      slot = candidate;
-      token = grant->fencing_token;
-      undo.emplace_back([this, key, id] { return store_->ReleaseLease(key, id); });
-      break;
-    }
-    if (CodeOf(grant.status()) != ErrorCode::kBusy) {
-      RollBack(undo);
-      return store_failed(grant.status(), fmt::format("taking tuner lease {}", key));
+  for (int pass = 0; pass < 2 && slot < 0; ++pass) {
+    for (int candidate : options_.tuner_slots) {
+      const std::string key = TunerLeaseKey(candidate);
+      std::string holder;
+      if (pass == 1 && !FreeIfHolderEnded(key, holder)) continue;
+      auto grant = store_->AcquireLease(key, id, options_.lease_ttl_ms);
+      if (grant.ok()) {
+        slot = candidate;
+        token = grant->fencing_token;
+        undo.emplace_back([this, key, id] { return store_->ReleaseLease(key, id); });
+        break;
+      }
+      if (CodeOf(grant.status()) != ErrorCode::kBusy) {
+        RollBack(undo);
+        return store_failed(grant.status(), fmt::format("taking tuner lease {}", key));
+      }
     }
   }
   if (slot < 0) {
@@ -421,6 +435,21 @@ absl::StatusOr<StartResult> Engine::Start(const StartRequest& request,
   Audit("session_start", "ok", request.principal, id,
         fmt::format("service {} on tuner {}", record.service_ref, slot));
   return StartResult{id, starting->state, starting->correlation_id, false};
+}
+
+bool Engine::FreeIfHolderEnded(const std::string& key, std::string& holder) {
+  auto lease = store_->GetLease(key);
+  if (!lease.ok()) return CodeOf(lease.status()) == ErrorCode::kNotFound;  // gone already
+  holder = lease->owner;
+  auto session = store_->GetSession(holder);
+  if (session.ok() ? !IsTerminal(session->state)
+                   : CodeOf(session.status()) != ErrorCode::kNotFound) {
+    return false;  // live, or the store cannot say: the lease stands
+  }
+  // Owner-checked: releases nothing if the holder changed meanwhile.
+  const absl::Status released = store_->ReleaseLease(key, holder);
+  return released.ok() || CodeOf(released) == ErrorCode::kNotFound ||
+         CodeOf(released) == ErrorCode::kConflict;
 }
 
 void Engine::Enqueue(std::function<void()> task) {
@@ -652,9 +681,12 @@ void Engine::Heartbeat() {
       }
     }
     if (!lost) continue;
-    counters_.lease_losses.fetch_add(1, std::memory_order_relaxed);
+    // Counted only when it changed the session: a stop on another thread may
+    // have ended it and released its leases since it was read above.
+    bool changed = false;
     auto failed = Transition(id, SessionEvent::kLeaseLost, Reason::kLeaseExpired,
-                             "a lease renewal failed");
+                             "a lease renewal failed", {}, &changed);
+    if (changed) counters_.lease_losses.fetch_add(1, std::memory_order_relaxed);
     QueueHostStop(id);
     if (failed.ok()) Finish(*failed);
   }
@@ -845,8 +877,12 @@ void Engine::Loop() {
     int64_t next = std::min(next_heartbeat_ms_, next_sweep_ms_);
     if (!timers_.empty()) next = std::min(next, timers_.begin()->first);
     const int64_t wait_ms = std::clamp<int64_t>(next - clock_->MonotonicMs(), 1, 1000);
-    cv_.wait_for(lock, std::chrono::milliseconds(wait_ms),
-                 [this] { return shutting_down_ || !tasks_.empty(); });
+    // A timer added meanwhile (RunAfter) that is due before `next` ends the
+    // wait too.
+    cv_.wait_for(lock, std::chrono::milliseconds(wait_ms), [this, next] {
+      return shutting_down_ || !tasks_.empty() ||
+             (!timers_.empty() && timers_.begin()->first < next);
+    });
   }
 }
 

@@ -175,10 +175,16 @@ class Engine {
   int64_t NowMs() const { return clock_->NowUnixMs(); }
   int64_t DeadlineFor(SessionState state, int64_t now_ms) const;
   // UpdateSession + ApplyEvent + deadline; counts the transition. Returns the
-  // stored record.
+  // stored record; `changed` (if given) says whether the state changed.
   absl::StatusOr<SessionRecord> Transition(std::string_view id, SessionEvent event, Reason reason,
                                            std::string_view detail,
-                                           const std::function<void(SessionRecord&)>& extra = {});
+                                           const std::function<void(SessionRecord&)>& extra = {},
+                                           bool* changed = nullptr);
+  // For a lease that was busy: when its holder has ended (terminal or gone)
+  // and its own release has not come yet, releases it on the holder's behalf
+  // (owner-checked). True when the key may be free now; `holder` gets the
+  // holder's id when one was read.
+  bool FreeIfHolderEnded(const std::string& key, std::string& holder);
   // Queues `step` for Poll to retry at each sweep until it is OK, not found,
   // a conflict, or a state error (the session moved on meanwhile).
   void QueueRetry(std::function<absl::Status()> step);

@@ -29,9 +29,13 @@ RateLimitDecision RateLimiter::Take(const IpAddress& client, int64_t now_ms,
                                     const RateLimitParams& params) {
   const int64_t full = std::max<int64_t>(params.burst, 1) * kScale;
   const double rate = params.rate > 0 ? params.rate : 1e-9;
-  const size_t capacity = std::max<size_t>(1, (params.max_clients + kShards - 1) / kShards);
+  // max_clients split over the shards exactly: the first max_clients % kShards
+  // shards hold one bucket more. Below kShards each shard still holds one.
+  const size_t index = absl::Hash<IpAddress>()(client) % kShards;
+  const size_t capacity = std::max<size_t>(
+      1, params.max_clients / kShards + (index < params.max_clients % kShards ? 1 : 0));
 
-  Shard& shard = shards_[absl::Hash<IpAddress>()(client) % kShards];
+  Shard& shard = shards_[index];
   std::lock_guard<std::mutex> lock(shard.mu);
   auto it = shard.buckets.find(client);
   if (it == shard.buckets.end()) {
@@ -83,9 +87,15 @@ void RateLimiter::MakeRoom(Shard& shard, int64_t now_ms, const RateLimitParams& 
   std::nth_element(last_seen.begin(), last_seen.begin() + static_cast<ptrdiff_t>(victims - 1),
                    last_seen.end());
   const int64_t threshold = last_seen[victims - 1];
+  // Those idle longer than the threshold, then as many of those idle exactly
+  // that long as make up the count (under a flood many share a millisecond).
+  size_t ties = static_cast<size_t>(
+      std::count(last_seen.begin(), last_seen.begin() + static_cast<ptrdiff_t>(victims), threshold));
   uint64_t evicted = 0;
   for (auto it = buckets.begin(); it != buckets.end();) {
-    if (it->second.last_ms <= threshold) {
+    const int64_t last = it->second.last_ms;
+    if (last < threshold || (last == threshold && ties > 0)) {
+      if (last == threshold) --ties;
       buckets.erase(it++);
       ++evicted;
     } else {

@@ -28,7 +28,8 @@ namespace xg2g {
 struct RateLimitParams {
   double rate = 50;           // tokens per second, > 0
   int64_t burst = 100;        // bucket size, >= 1
-  size_t max_clients = 65536; // buckets kept at most (over all shards), >= 1
+  // Buckets kept at most over all shards, >= 1 (below 16, one per shard: 16).
+  size_t max_clients = 65536;
 };
 
 struct RateLimitDecision {

@@ -5,6 +5,8 @@
 
 #include <atomic>
 #include <barrier>
+#include <chrono>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -666,6 +668,75 @@ TEST_CASE("a store failure at any step of a start leaves nothing behind") {
   faulty.FailNone();
   expect_nothing_left("fail-after-delay", 0);
   CHECK((*engine)->Stats().store_failures >= static_cast<uint64_t>(2 * calls + 2));
+}
+
+TEST_CASE("a session that has ended but not yet released its leases does not block a start") {
+  Fixture f(ManualOptions({0}));
+  auto first = f.engine->Start(f.Request());
+  REQUIRE(first.ok());
+  // The moment between a session's terminal write and its lease releases,
+  // held open: the record says STOPPED, both leases still name it.
+  auto end = [&](const std::string& id) {
+    REQUIRE(f.store
+                ->UpdateSession(id,
+                                [](SessionRecord& r) {
+                                  r.state = SessionState::kStopped;
+                                  return absl::OkStatus();
+                                })
+                .ok());
+    REQUIRE(f.store->ListLeases()->size() == 2);
+  };
+  end(first->session_id);
+  // The same service again: its lease and the only tuner are taken over.
+  auto again = f.engine->Start(f.Request());
+  REQUIRE_MESSAGE(again.ok(), again.status().ToString());
+  CHECK(f.Get(again->session_id).context_data.at("tuner_slot") == "0");
+  auto leases = f.store->ListLeases();
+  REQUIRE(leases.ok());
+  for (const LeaseInfo& lease : *leases) CHECK(lease.owner == again->session_id);
+
+  // Another service while the only tuner's holder has ended.
+  end(again->session_id);
+  auto other = f.engine->Start(f.Request("1:0:19:OTHER:0:0:0:0:0:0:"));
+  REQUIRE_MESSAGE(other.ok(), other.status().ToString());
+  // A live holder still blocks: busy, naming it.
+  std::string busy;
+  auto refused = f.engine->Start(f.Request("1:0:19:THIRD:0:0:0:0:0:0:"), &busy);
+  CHECK(CodeOf(refused.status()) == ErrorCode::kBusy);
+  auto same = f.engine->Start(f.Request("1:0:19:OTHER:0:0:0:0:0:0:"), &busy);
+  CHECK(CodeOf(same.status()) == ErrorCode::kBusy);
+  CHECK(busy == other->session_id);
+  // The ended sessions' own releases, when they come, change nothing.
+  f.engine->Poll();
+  CHECK(f.store->ReleaseLease("tuner:0", first->session_id).ok() == false);
+  CHECK(f.store->GetLease("tuner:0")->owner == other->session_id);
+}
+
+TEST_CASE("a timer set while the engine's thread waits runs without waiting out the idle wait") {
+  EngineOptions options;
+  options.tuner_slots = {0};
+  options.owner_id = "engine-t";
+  options.lease_ttl_ms = 1'200'000;
+  options.heartbeat_ms = 600'000;  // nothing else due: the thread waits its longest
+  options.sweep_interval_ms = 600'000;
+  auto store = OpenStore("memory:");
+  REQUIRE(store.ok());
+  auto engine = Engine::Create(options, store->get(), nullptr, nullptr, nullptr);
+  REQUIRE_MESSAGE(engine.ok(), engine.status().ToString());
+  std::mutex mu;
+  std::condition_variable cv;
+  int ran = 0;
+  auto mark = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    ++ran;
+    cv.notify_all();
+  };
+  for (int round = 1; round <= 5; ++round) {
+    (*engine)->RunAfter(0, mark);
+    std::unique_lock<std::mutex> lock(mu);
+    // The idle wait is a second; a timer due now must not wait for it.
+    CHECK(cv.wait_for(lock, std::chrono::milliseconds(700), [&] { return ran == round; }));
+  }
 }
 
 TEST_CASE("a host report the store could not take is retried by the engine at the next sweep") {

@@ -2,6 +2,7 @@
 // the bounded table.
 #include "lib/ratelimit/limiter.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -85,6 +86,22 @@ TEST_CASE("a flood of distinct addresses keeps the table bounded") {
   }
   CHECK(limiter.Size() <= 256);
   CHECK(limiter.Evictions() > 0);
+}
+
+TEST_CASE("the bound holds exactly when it is not a multiple of the shard count") {
+  for (const size_t max_clients : {size_t{1000}, size_t{17}, size_t{31}}) {
+    RateLimiter limiter;
+    const RateLimitParams params{1.0, 10, max_clients};
+    size_t peak = 0;
+    for (int i = 0; i < 20'000; ++i) {
+      const std::string ip = fmt::format("10.{}.{}.{}", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+      (void)limiter.Take(Ip(ip), 0, params);  // nobody refills: every bucket stays
+      if (i % 50 == 0) peak = std::max(peak, limiter.Size());
+    }
+    INFO("max_clients ", max_clients);
+    CHECK(std::max(peak, limiter.Size()) <= max_clients);
+    CHECK(limiter.Size() >= max_clients * 3 / 4);  // and the room is used
+  }
 }
 
 TEST_CASE("idle buckets that are full again are dropped before anyone is evicted") {
