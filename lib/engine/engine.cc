@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include "absl/container/flat_hash_set.h"
+
 #include "lib/common/status.h"
 #include "lib/crypto/crypto.h"
 
@@ -382,14 +384,24 @@ absl::StatusOr<StartResult> Engine::Start(const StartRequest& request,
   }
   undo.emplace_back([this, service_key, id] { return store_->ReleaseLease(service_key, id); });
 
-  // The first free tuner slot wins. When none is, a second pass frees the
-  // slots of sessions that have ended but not yet released them.
+  // The first free tuner slot wins. One listing of the leases says which
+  // slots are held, so that a start costs one try per free slot it meets
+  // rather than one per busy slot (a round trip each on Redis, a write
+  // transaction each on LMDB). A slot taken since the listing answers busy
+  // and the next is tried. When none is free, a second pass frees the slots
+  // of sessions that have ended but not yet released them.
+  auto held = HeldLeaseKeys();
+  if (!held.ok()) {
+    RollBack(undo);
+    return store_failed(held.status(), "listing the leases");
+  }
   int slot = -1;
   uint64_t token = 0;
   for (int pass = 0; pass < 2 && slot < 0; ++pass) {
     for (int candidate : options_.tuner_slots) {
       const std::string key = TunerLeaseKey(candidate);
       std::string holder;
+      if (pass == 0 && held->contains(key)) continue;
       if (pass == 1 && !FreeIfHolderEnded(key, holder)) continue;
       auto grant = store_->AcquireLease(key, id, options_.lease_ttl_ms);
       if (grant.ok()) {
@@ -435,6 +447,16 @@ absl::StatusOr<StartResult> Engine::Start(const StartRequest& request,
   Audit("session_start", "ok", request.principal, id,
         fmt::format("service {} on tuner {}", record.service_ref, slot));
   return StartResult{id, starting->state, starting->correlation_id, false};
+}
+
+absl::StatusOr<absl::flat_hash_set<std::string>> Engine::HeldLeaseKeys() {
+  XG2G_ASSIGN_OR_RETURN(std::vector<LeaseInfo> leases, store_->ListLeases());
+  absl::flat_hash_set<std::string> held;
+  const int64_t now = store_->NowMs();
+  for (LeaseInfo& lease : leases) {
+    if (lease.expires_at_ms > now) held.insert(std::move(lease.key));
+  }
+  return held;
 }
 
 bool Engine::FreeIfHolderEnded(const std::string& key, std::string& holder) {

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "lib/common/clock.h"
@@ -180,6 +181,8 @@ class Engine {
                                            std::string_view detail,
                                            const std::function<void(SessionRecord&)>& extra = {},
                                            bool* changed = nullptr);
+  // The keys of the leases held now (unexpired), from one listing.
+  absl::StatusOr<absl::flat_hash_set<std::string>> HeldLeaseKeys();
   // For a lease that was busy: when its holder has ended (terminal or gone)
   // and its own release has not come yet, releases it on the holder's behalf
   // (owner-checked). True when the key may be free now; `holder` gets the

@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "lib/common/clock.h"
 #include "lib/common/status.h"
 #include "lib/engine/engine.h"
@@ -668,6 +670,35 @@ TEST_CASE("a store failure at any step of a start leaves nothing behind") {
   faulty.FailNone();
   expect_nothing_left("fail-after-delay", 0);
   CHECK((*engine)->Stats().store_failures >= static_cast<uint64_t>(2 * calls + 2));
+}
+
+TEST_CASE("a start tries only the tuner slots the lease listing shows free, the first of them first") {
+  FakeClock clock;
+  auto inner = OpenStore("memory:", &clock);
+  REQUIRE(inner.ok());
+  FaultInjectingStore counting(inner->get(), &clock);
+  auto pipeline = std::make_shared<RecordingPipeline>();
+  auto engine = Engine::Create(ManualOptions({0, 1, 2, 3, 4, 5, 6, 7}), &counting, &clock,
+                               pipeline, nullptr);
+  REQUIRE(engine.ok());
+  StartRequest r;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 6; ++i) {
+    r.service_ref = fmt::format("1:0:1:SCAN{}", i);
+    auto started = (*engine)->Start(r);
+    REQUIRE(started.ok());
+    ids.push_back(started->session_id);
+  }
+  REQUIRE((*engine)->Stop(ids[2]).ok());  // slot 2 free again, 6 and 7 never taken
+  counting.ResetCalls();
+  r.service_ref = "1:0:1:SCAN-NEXT";
+  auto next = (*engine)->Start(r);
+  REQUIRE(next.ok());
+  auto record = (*inner)->GetSession(next->session_id);
+  REQUIRE(record.ok());
+  CHECK(record->context_data.at("tuner_slot") == "2");
+  CHECK(counting.CallCount("ListLeases") == 1);
+  CHECK(counting.CallCount("AcquireLease") == 2);  // the service, then slot 2: no busy slot tried
 }
 
 TEST_CASE("a session that has ended but not yet released its leases does not block a start") {
