@@ -17,13 +17,14 @@ export ASAN_OPTIONS := detect_leaks=1:abort_on_error=1:strict_string_checks=1
 export UBSAN_OPTIONS := halt_on_error=1:print_stacktrace=1
 export TSAN_OPTIONS := halt_on_error=1:second_deadlock_stack=1
 
-.PHONY: all deps build test test-main test-asan test-tsan test-fuzz run bench lint clean
+.PHONY: all deps build test test-main test-asan test-tsan test-fuzz run bench bench-load soak lint clean
 
 all: build
 
-deps:
+# Installs the Debian packages of the list $(1) that are not installed yet.
+define install_missing
 	@missing=""; \
-	for p in $(PACKAGES); do \
+	for p in $(1); do \
 	  dpkg-query -W -f='$${Status}\n' "$$p" 2>/dev/null | grep -q '^install ok installed$$' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -32,6 +33,10 @@ deps:
 	  $$SUDO apt-get update -q; \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+endef
+
+deps:
+	$(call install_missing,$(PACKAGES))
 
 # meson setup only when the directory is not configured yet.
 define setup
@@ -48,10 +53,13 @@ test-main: build
 
 # The sanitizer builds compile only what their suites run
 # (tests/ci/suite_targets.py), then run them without rebuilding the rest.
-ASAN_SUITES := unit store fuzz capi
+ASAN_SUITES := unit store fuzz capi concurrency integration soak
 TSAN_SUITES := concurrency store
 
-# Unit, store, fuzz-replay and C API suites under ASan+UBSan.
+# Every C and C++ suite under ASan+UBSan: unit, store, fuzz replay, C API,
+# concurrency, integration (its C and C++ tests; the examples and the Python
+# suites are not built here) and the soak (one minute there: LeakSanitizer
+# checks it at exit).
 test-asan: deps
 	$(call setup,build-asan,-Db_sanitize=address,undefined $(SAN_OPTS))
 	ninja -C build-asan build.ninja  # regenerated first if meson files changed: the target list is current
@@ -117,6 +125,24 @@ run: build
 # in the same run; never part of pass/fail.
 bench: build
 	meson test -C $(BUILD) --benchmark --verbose
+
+# The load benchmark of the daemon (tests/bench/load/run): xg2gd on the
+# memory, LMDB and Redis stores beside nginx answering a fixed JSON 200 in
+# the same run; about five minutes. Its two tools are installed here only,
+# never by `make test`. LOAD_ARGS passes options (e.g. --seconds 5).
+BENCH_PACKAGES := wrk nginx-light
+LOAD_ARGS ?=
+bench-load: build
+	$(call install_missing,$(BENCH_PACKAGES))
+	tests/bench/load/run $(BUILD) $(LOAD_ARGS)
+
+# The soak (tests/soak/soak.cc) on demand in the main build, SOAK_SECONDS
+# long (CI runs two minutes): starts, stops, replays, rejections and expiries
+# on the memory and LMDB stores; prints the resident-memory slope and the
+# peak table sizes against their bounds.
+SOAK_SECONDS ?= 900
+soak: build
+	nice -n 10 $(BUILD)/tests/soak/soak --seconds $(SOAK_SECONDS)
 
 clean:
 	rm -rf $(BUILD) build-asan build-tsan build-fuzz
