@@ -438,7 +438,10 @@ int Run(Daemon& d) {
   unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
   if (addr.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
   if (!d.tls_cert_pem.empty()) flags |= MHD_USE_TLS;
-  const unsigned int threads = std::max(1u, std::thread::hardware_concurrency());
+  // Store calls block their thread (a sync on LMDB, a round trip on Redis)
+  // and a connection stays on one thread: four per core keep one slow call
+  // from holding up the other connections of a core.
+  const unsigned int threads = 4 * std::max(1u, std::thread::hardware_concurrency());
   d.http = MHD_start_daemon(
       flags, 0, nullptr, nullptr, &OnRequest, &d,
       MHD_OPTION_SOCK_ADDR, reinterpret_cast<sockaddr*>(&addr),
