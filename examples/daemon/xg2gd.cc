@@ -442,10 +442,14 @@ int Run(Daemon& d) {
   // and a connection stays on one thread: four per core keep one slow call
   // from holding up the other connections of a core.
   const unsigned int threads = 4 * std::max(1u, std::thread::hardware_concurrency());
+  // Split evenly over the threads; the default (the select() limit) would
+  // leave each of them little more than a hundred.
+  constexpr unsigned int kConnectionLimit = 16384;
   d.http = MHD_start_daemon(
       flags, 0, nullptr, nullptr, &OnRequest, &d,
       MHD_OPTION_SOCK_ADDR, reinterpret_cast<sockaddr*>(&addr),
       MHD_OPTION_THREAD_POOL_SIZE, threads,
+      MHD_OPTION_CONNECTION_LIMIT, kConnectionLimit,
       MHD_OPTION_URI_LOG_CALLBACK, &OnUri, &d,
       MHD_OPTION_NOTIFY_COMPLETED, &OnCompleted, &d,
       MHD_OPTION_CONNECTION_TIMEOUT, 60u,

@@ -9,6 +9,8 @@ import http.client
 import json
 import os
 import re
+import resource
+import selectors
 import shutil
 import signal
 import socket
@@ -229,6 +231,55 @@ def test_idempotent_replay_and_busy_tuners(daemons):
             break
         time.sleep(0.05)
     assert status == 202
+
+
+def test_many_keep_alive_connections_are_all_answered(daemons):
+    # Hundreds of keep-alive connections, each sending request after request:
+    # every one is answered (the daemon's connection limit is split over its
+    # HTTP threads; too small a share once left connections unserved).
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    connections, rounds = 600, 25
+    if soft < connections + 64:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, connections + 256), hard))
+    d = daemons({})
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    sel = selectors.DefaultSelector()
+    conns = []
+    try:
+        for _ in range(connections):
+            s = socket.create_connection(("127.0.0.1", d.port), timeout=10)
+            conns.append(s)
+            s.setblocking(False)
+            s.send(request)
+            sel.register(s, selectors.EVENT_READ, {"buf": bytearray(), "left": rounds})
+        done = 0
+        deadline = time.monotonic() + 60
+        while done < connections and time.monotonic() < deadline:
+            for key, _ in sel.select(timeout=1):
+                state = key.data
+                data = key.fileobj.recv(65536)
+                assert data, "the daemon closed a keep-alive connection"
+                state["buf"].extend(data)
+                # /healthz answers are small: one recv holds whole answers.
+                while b"\r\n\r\n" in state["buf"]:
+                    head, _, rest = bytes(state["buf"]).partition(b"\r\n\r\n")
+                    assert head.startswith(b"HTTP/1.1 200"), head[:80]
+                    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+                    if len(rest) < length:
+                        break
+                    state["buf"] = bytearray(rest[length:])
+                    state["left"] -= 1
+                    if state["left"] == 0:
+                        sel.unregister(key.fileobj)
+                        done += 1
+                    else:
+                        key.fileobj.send(request)
+        assert done == connections, (
+            f"{connections - done} of {connections} connections were still waiting after 60 s")
+    finally:
+        sel.close()
+        for s in conns:
+            s.close()
 
 
 def wait_for_log(d, pattern, timeout=10):
