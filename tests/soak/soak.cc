@@ -549,12 +549,7 @@ class Worker {
 
     // A read of the session.
     {
-      Call get = Base();
-      get.method = "GET";
-      get.token = kReaderToken;
-      const std::string target = "/api/v3/sessions/" + id;
-      get.target = target;
-      const xg2g::HttpResponse r = Send(w_, get);
+      const xg2g::HttpResponse r = ReadSession(id);
       if (!Expect(w_, "read a session", r, 200)) return;
       if (JsonString(r.body, "sessionId") != id) {
         Fail(fmt::format("[{}] read {}: got {}", w_.name, id, r.body.substr(0, 300)));
@@ -644,13 +639,18 @@ class Worker {
     }
   }
 
-  bool FirstHasEnded(const std::string& id) {
+  // GET /api/v3/sessions/{id} with the read-only token.
+  xg2g::HttpResponse ReadSession(const std::string& id) {
     Call get = Base();
     get.method = "GET";
     get.token = kReaderToken;
     const std::string target = "/api/v3/sessions/" + id;
     get.target = target;
-    const xg2g::HttpResponse r = Send(w_, get);
+    return Send(w_, get);
+  }
+
+  bool FirstHasEnded(const std::string& id) {
+    const xg2g::HttpResponse r = ReadSession(id);
     return r.status == 404 || IsTerminal(JsonString(r.body, "state"));
   }
 

@@ -510,10 +510,16 @@ class Worker {
     c.pending_stop.clear();
     if (c.stop_owed || c.closing_pair) shared_->pairs_open.fetch_sub(1, std::memory_order_relaxed);
     c.stop_owed = c.closing_pair = false;
+    Reconnect(c, Clock::now() < shared_->stop_at);
+  }
+
+  // Closes the connection and, when `go_on`, opens it again and sends its
+  // next request; otherwise (or when it cannot connect) it stays idle.
+  void Reconnect(Connection& c, bool go_on) {
     epoll_ctl(epoll_, EPOLL_CTL_DEL, c.fd, nullptr);
     close(c.fd);
     c.fd = -1;
-    if (Clock::now() >= shared_->stop_at) {
+    if (!go_on) {
       c.idle = true;
       return;
     }
@@ -570,20 +576,7 @@ class Worker {
         Fail(c, "connection closed with a request in flight");
       } else if (!c.idle) {
         // Closed between requests (Connection: close): reconnect.
-        epoll_ctl(epoll_, EPOLL_CTL_DEL, c.fd, nullptr);
-        close(c.fd);
-        c.fd = -1;
-        if (Clock::now() >= shared_->stop_at && c.pending_stop.empty()) {
-          c.idle = true;
-          return;
-        }
-        ++results_.reconnects;
-        if (!Connect(c, static_cast<size_t>(&c - conns_.data()))) {
-          ++results_.connect_failures;
-          c.idle = true;
-          return;
-        }
-        SendNext(c);
+        Reconnect(c, Clock::now() < shared_->stop_at || !c.pending_stop.empty());
       }
     }
   }
