@@ -73,7 +73,9 @@ absl::Status MemoryStore::PutSession(const SessionRecord& record) {
   // Taken under the lock: writes of one record get increasing revisions in
   // the order they are applied.
   stored.revision = NextRevision();
-  shard.sessions.insert_or_assign(record.session_id, std::move(stored));
+  if (shard.sessions.insert_or_assign(record.session_id, std::move(stored)).second) {
+    membership_.fetch_add(1, std::memory_order_relaxed);
+  }
   return absl::OkStatus();
 }
 
@@ -129,6 +131,7 @@ absl::Status MemoryStore::DeleteSession(std::string_view id) {
   auto it = shard.sessions.find(id);
   if (it == shard.sessions.end()) return SessionNotFound(id);
   shard.sessions.erase(it);
+  membership_.fetch_add(1, std::memory_order_relaxed);
   return absl::OkStatus();
 }
 
@@ -172,17 +175,34 @@ absl::StatusOr<SessionPage> MemoryStore::ListSessions(size_t offset, size_t limi
   SessionPage page;
   std::vector<std::shared_lock<std::shared_mutex>> locks;
   locks.reserve(kShardCount);
-  std::vector<Cursor> heap;
-  heap.reserve(kShardCount);
   for (SessionShard& shard : session_shards_) {
     locks.emplace_back(shard.mu);
     page.total += shard.sessions.size();
-    if (!shard.sessions.empty()) heap.push_back({shard.sessions.cbegin(), shard.sessions.cend()});
   }
   if (offset >= page.total) return page;
+  // With every shard locked no id comes or goes: when none has since the
+  // last page ended, the walk resumes after that page's last id instead of
+  // counting from the first (paging through the store stays linear).
+  const uint64_t membership = membership_.load(std::memory_order_relaxed);
+  size_t index = 0;
+  std::string resume_after;
+  {
+    std::lock_guard lock(page_end_mu_);
+    if (page_end_.has_value() && page_end_->membership == membership &&
+        page_end_->next_offset <= offset) {
+      index = page_end_->next_offset;
+      resume_after = page_end_->last_id;
+    }
+  }
+  std::vector<Cursor> heap;
+  heap.reserve(kShardCount);
+  for (SessionShard& shard : session_shards_) {
+    const Iterator begin = index == 0 ? shard.sessions.cbegin()
+                                      : shard.sessions.upper_bound(resume_after);
+    if (begin != shard.sessions.cend()) heap.push_back({begin, shard.sessions.cend()});
+  }
   page.sessions.reserve(std::min(limit, page.total - offset));
   std::make_heap(heap.begin(), heap.end(), after);
-  size_t index = 0;
   while (!heap.empty() && page.sessions.size() < limit) {
     std::pop_heap(heap.begin(), heap.end(), after);
     Cursor& cursor = heap.back();
@@ -193,6 +213,10 @@ absl::StatusOr<SessionPage> MemoryStore::ListSessions(size_t offset, size_t limi
     } else {
       std::push_heap(heap.begin(), heap.end(), after);
     }
+  }
+  if (!page.sessions.empty()) {
+    std::lock_guard lock(page_end_mu_);
+    page_end_ = PageEnd{membership, offset + page.sessions.size(), page.sessions.back().session_id};
   }
   return page;
 }
@@ -230,7 +254,9 @@ absl::StatusOr<IdempotencyOutcome> MemoryStore::PutSessionWithIdempotency(
     SessionShard& sessions = session_shards_[ShardOf(record.session_id)];
     std::unique_lock session_lock(sessions.mu);  // lock order: key shard, then session shard
     stored.revision = NextRevision();
-    sessions.sessions.insert_or_assign(record.session_id, std::move(stored));
+    if (sessions.sessions.insert_or_assign(record.session_id, std::move(stored)).second) {
+      membership_.fetch_add(1, std::memory_order_relaxed);
+    }
   } catch (...) {
     keys.entries.erase(slot);  // an expired entry it replaced counts as absent anyway
     throw;

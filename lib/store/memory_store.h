@@ -23,6 +23,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
@@ -123,6 +124,17 @@ class MemoryStore final : public Store {
   std::array<IdempotencyShard, kShardCount> idempotency_shards_;
   std::array<LeaseShard, kShardCount> lease_shards_;
   std::atomic<int64_t> next_revision_{0};
+  // Bumped, under the shard's lock, whenever a session id comes or goes.
+  std::atomic<uint64_t> membership_{0};
+  // Where the last listed page ended: `next_offset` records come up to and
+  // including `last_id`, valid while `membership` is unchanged.
+  struct PageEnd {
+    uint64_t membership = 0;
+    size_t next_offset = 0;
+    std::string last_id;
+  };
+  std::mutex page_end_mu_;
+  std::optional<PageEnd> page_end_ ABSL_GUARDED_BY(page_end_mu_);
   // Fencing tokens come from one store-wide counter: a key's tokens are then
   // strictly increasing whatever happened to the key in between (release,
   // expiry, clean-up of its entry), with no per-key state kept for ever.

@@ -1,12 +1,16 @@
 // The contract suite on the memory backend, plus what only the memory backend
 // promises (a point-in-time scan, saturating deadlines) and OpenStore's URI
 // handling.
+#include <algorithm>
 #include <cstdint>
+#include <iterator>
 #include <limits>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <doctest/doctest.h>
 #include <fmt/format.h>
@@ -199,4 +203,58 @@ TEST_CASE("cleaning up expired keys and leases never drops a live one") {
 
 }  // TEST_SUITE("store")
 
+}  // namespace xg2g::store_test
+
+namespace xg2g::store_test {
+namespace {
+
+TEST_CASE("paging through the memory store gives every id once, in order, also when ids come and go between pages") {
+  FakeClock clock;
+  MemoryStore store(&clock);
+  std::set<std::string> ids;
+  auto put = [&](const std::string& id) {
+    SessionRecord r;
+    r.session_id = id;
+    r.service_ref = "1:0:1:PAGE";
+    REQUIRE(store.PutSession(r).ok());
+    ids.insert(id);
+  };
+  for (int i = 0; i < 3'000; ++i) put(fmt::format("s{:05}", (i * 7919) % 10'000));
+  // The page at `offset` as the ids now present say it must be.
+  auto expected = [&](size_t offset, size_t limit) {
+    std::vector<std::string> out;
+    auto it = ids.begin();
+    std::advance(it, static_cast<std::ptrdiff_t>(std::min(offset, ids.size())));
+    for (; it != ids.end() && out.size() < limit; ++it) out.push_back(*it);
+    return out;
+  };
+  auto listed = [&](size_t offset, size_t limit) {
+    auto page = store.ListSessions(offset, limit);
+    REQUIRE(page.ok());
+    CHECK(page->total == ids.size());
+    std::vector<std::string> out;
+    for (const SessionRecord& r : page->sessions) out.push_back(r.session_id);
+    return out;
+  };
+  // Straight through, then again with ids added and removed between pages,
+  // then pages asked out of order.
+  for (size_t offset = 0; offset < ids.size(); offset += 250) {
+    CHECK(listed(offset, 250) == expected(offset, 250));
+  }
+  for (size_t offset = 0, round = 0; offset < ids.size(); offset += 250, ++round) {
+    CHECK(listed(offset, 250) == expected(offset, 250));
+    if (round % 2 == 0) {
+      put(fmt::format("a{:05}", round));  // sorts before every page so far
+    } else {
+      const std::string gone = *ids.begin();
+      REQUIRE(store.DeleteSession(gone).ok());
+      ids.erase(gone);
+    }
+  }
+  for (size_t offset : {size_t{2'000}, size_t{500}, size_t{500}, size_t{2'999}, size_t{0}}) {
+    CHECK(listed(offset, 100) == expected(offset, 100));
+  }
+}
+
+}  // namespace
 }  // namespace xg2g::store_test
