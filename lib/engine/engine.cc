@@ -8,7 +8,7 @@
 
 #include <fmt/format.h>
 
-#include "absl/container/flat_hash_set.h"
+#include "absl/container/flat_hash_map.h"
 
 #include "lib/common/status.h"
 #include "lib/crypto/crypto.h"
@@ -364,19 +364,22 @@ absl::StatusOr<StartResult> Engine::Start(const StartRequest& request,
   const std::string service_key = ServiceLeaseKey(record.service_ref);
   auto service_lease = store_->AcquireLease(service_key, id, options_.lease_ttl_ms);
   std::string active;
-  if (!service_lease.ok() && CodeOf(service_lease.status()) == ErrorCode::kBusy &&
-      FreeIfHolderEnded(service_key, active)) {
-    service_lease = store_->AcquireLease(service_key, id, options_.lease_ttl_ms);
-    active.clear();
+  if (!service_lease.ok() && CodeOf(service_lease.status()) == ErrorCode::kBusy) {
+    auto holder = store_->GetLease(service_key);
+    if (holder.ok()) active = holder->owner;
+    if (!holder.ok() ? CodeOf(holder.status()) == ErrorCode::kNotFound
+                     : ReleaseIfEnded(service_key, active)) {
+      service_lease = store_->AcquireLease(service_key, id, options_.lease_ttl_ms);
+      if (!service_lease.ok()) {  // taken again meanwhile: name the new holder
+        auto again = store_->GetLease(service_key);
+        active = again.ok() ? again->owner : "";
+      }
+    }
   }
   if (!service_lease.ok()) {
     if (CodeOf(service_lease.status()) != ErrorCode::kBusy) {
       RollBack(undo);
       return store_failed(service_lease.status(), "taking the service lease");
-    }
-    if (active.empty()) {
-      auto holder = store_->GetLease(service_key);
-      if (holder.ok()) active = holder->owner;
     }
     if (busy_session_id != nullptr) *busy_session_id = active;
     return answer_busy(fmt::format("service '{}' is already active in session {}",
@@ -389,8 +392,10 @@ absl::StatusOr<StartResult> Engine::Start(const StartRequest& request,
   // rather than one per busy slot (a round trip each on Redis, a write
   // transaction each on LMDB). A slot taken since the listing answers busy
   // and the next is tried. When none is free, a second pass frees the slots
-  // of sessions that have ended but not yet released them.
-  auto held = HeldLeaseKeys();
+  // of sessions that have ended but not yet released them (the listed holder
+  // is checked; the release is owner-checked, so a stale listing frees
+  // nothing it should not).
+  auto held = HeldLeases();
   if (!held.ok()) {
     RollBack(undo);
     return store_failed(held.status(), "listing the leases");
@@ -400,9 +405,9 @@ absl::StatusOr<StartResult> Engine::Start(const StartRequest& request,
   for (int pass = 0; pass < 2 && slot < 0; ++pass) {
     for (int candidate : options_.tuner_slots) {
       const std::string key = TunerLeaseKey(candidate);
-      std::string holder;
-      if (pass == 0 && held->contains(key)) continue;
-      if (pass == 1 && !FreeIfHolderEnded(key, holder)) continue;
+      const auto holder = held->find(key);
+      if (pass == 0 && holder != held->end()) continue;
+      if (pass == 1 && (holder == held->end() || !ReleaseIfEnded(key, holder->second))) continue;
       auto grant = store_->AcquireLease(key, id, options_.lease_ttl_ms);
       if (grant.ok()) {
         slot = candidate;
@@ -449,20 +454,17 @@ absl::StatusOr<StartResult> Engine::Start(const StartRequest& request,
   return StartResult{id, starting->state, starting->correlation_id, false};
 }
 
-absl::StatusOr<absl::flat_hash_set<std::string>> Engine::HeldLeaseKeys() {
+absl::StatusOr<absl::flat_hash_map<std::string, std::string>> Engine::HeldLeases() {
   XG2G_ASSIGN_OR_RETURN(std::vector<LeaseInfo> leases, store_->ListLeases());
-  absl::flat_hash_set<std::string> held;
+  absl::flat_hash_map<std::string, std::string> held;
   const int64_t now = store_->NowMs();
   for (LeaseInfo& lease : leases) {
-    if (lease.expires_at_ms > now) held.insert(std::move(lease.key));
+    if (lease.expires_at_ms > now) held.emplace(std::move(lease.key), std::move(lease.owner));
   }
   return held;
 }
 
-bool Engine::FreeIfHolderEnded(const std::string& key, std::string& holder) {
-  auto lease = store_->GetLease(key);
-  if (!lease.ok()) return CodeOf(lease.status()) == ErrorCode::kNotFound;  // gone already
-  holder = lease->owner;
+bool Engine::ReleaseIfEnded(const std::string& key, const std::string& holder) {
   auto session = store_->GetSession(holder);
   if (session.ok() ? !IsTerminal(session->state)
                    : CodeOf(session.status()) != ErrorCode::kNotFound) {

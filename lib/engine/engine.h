@@ -23,7 +23,6 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "lib/common/clock.h"
@@ -181,13 +180,13 @@ class Engine {
                                            std::string_view detail,
                                            const std::function<void(SessionRecord&)>& extra = {},
                                            bool* changed = nullptr);
-  // The keys of the leases held now (unexpired), from one listing.
-  absl::StatusOr<absl::flat_hash_set<std::string>> HeldLeaseKeys();
+  // The leases held now (unexpired), key -> holder, from one listing.
+  absl::StatusOr<absl::flat_hash_map<std::string, std::string>> HeldLeases();
   // For a lease that was busy: when its holder has ended (terminal or gone)
   // and its own release has not come yet, releases it on the holder's behalf
-  // (owner-checked). True when the key may be free now; `holder` gets the
-  // holder's id when one was read.
-  bool FreeIfHolderEnded(const std::string& key, std::string& holder);
+  // (owner-checked: nothing is released if the holder changed meanwhile).
+  // True when the key may be free now.
+  bool ReleaseIfEnded(const std::string& key, const std::string& holder);
   // Queues `step` for Poll to retry at each sweep until it is OK, not found,
   // a conflict, or a state error (the session moved on meanwhile).
   void QueueRetry(std::function<absl::Status()> step);

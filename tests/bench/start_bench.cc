@@ -91,11 +91,20 @@ struct StartRun {
   xg2g::LmdbCommitStats commits;
 };
 
-StartRun Starts(const Options& opt, const std::string& dir, bool group_commit) {
+std::unique_ptr<xg2g::Store> OpenLmdb(const std::string& dir, bool group_commit) {
   auto opened = xg2g::OpenStore(
       fmt::format("lmdb:{}?group_commit={}", dir, group_commit ? "on" : "off"));
   if (!opened.ok()) Die("open store", opened.status());
-  std::unique_ptr<xg2g::Store> store = std::move(*opened);
+  return std::move(*opened);
+}
+
+xg2g::LmdbCommitStats CommitsOf(xg2g::Store& store) {
+  auto* lmdb = dynamic_cast<xg2g::LmdbStore*>(&store);
+  return lmdb != nullptr ? lmdb->CommitStats() : xg2g::LmdbCommitStats{};
+}
+
+StartRun Starts(const Options& opt, const std::string& dir, bool group_commit) {
+  std::unique_ptr<xg2g::Store> store = OpenLmdb(dir, group_commit);
   xg2g::EngineOptions options;
   options.background = false;
   options.owner_id = "bench";
@@ -116,17 +125,12 @@ StartRun Starts(const Options& opt, const std::string& dir, bool group_commit) {
     auto stopped = engine->Stop(started->session_id);
     if (!stopped.ok()) Die("stop", stopped.status());
   });
-  StartRun out{rate, {}};
-  if (auto* lmdb = dynamic_cast<xg2g::LmdbStore*>(store.get())) out.commits = lmdb->CommitStats();
-  return out;
+  return StartRun{rate, CommitsOf(*store)};
 }
 
 // Starts alone through the store on lmdb:DIR (see the top of the file).
 StartRun StoreStarts(const Options& opt, const std::string& dir, bool group_commit) {
-  auto opened = xg2g::OpenStore(
-      fmt::format("lmdb:{}?group_commit={}", dir, group_commit ? "on" : "off"));
-  if (!opened.ok()) Die("open store", opened.status());
-  std::unique_ptr<xg2g::Store> store = std::move(*opened);
+  std::unique_ptr<xg2g::Store> store = OpenLmdb(dir, group_commit);
   constexpr int64_t kTtlMs = 30'000;
   const double rate = Spread(opt.clients, opt.starts, [&](int, int i) {
     const std::string id = fmt::format("s{:08}", i);
@@ -144,9 +148,7 @@ StartRun StoreStarts(const Options& opt, const std::string& dir, bool group_comm
     });
     if (!starting.ok()) Die("record STARTING", starting.status());
   });
-  StartRun out{rate, {}};
-  if (auto* lmdb = dynamic_cast<xg2g::LmdbStore*>(store.get())) out.commits = lmdb->CommitStats();
-  return out;
+  return StartRun{rate, CommitsOf(*store)};
 }
 
 // Raw LMDB durable puts of a 547-byte value from the same number of threads:

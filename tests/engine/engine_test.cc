@@ -591,14 +591,27 @@ TEST_CASE("the simulated pipeline drives a session to READY and back to STOPPED"
   CHECK(pipeline->stop_calls() == 1);
 }
 
-TEST_CASE("a store failure at any step of a start leaves nothing behind") {
+// An engine on a memory store behind the fault-injecting wrapper, with a
+// recording pipeline and a fake clock.
+struct FaultyFixture {
+  explicit FaultyFixture(std::vector<int> slots) {
+    REQUIRE(opened.ok());
+    inner = opened->get();
+    auto created = Engine::Create(ManualOptions(std::move(slots)), &faults, &clock, pipeline,
+                                  nullptr);
+    REQUIRE(created.ok());
+    engine = std::move(*created);
+  }
   FakeClock clock;
-  auto inner = OpenStore("memory:", &clock);
-  REQUIRE(inner.ok());
-  FaultInjectingStore faulty(inner->get(), &clock);
-  auto pipeline = std::make_shared<RecordingPipeline>();
-  auto engine = Engine::Create(ManualOptions({0, 1}), &faulty, &clock, pipeline, nullptr);
-  REQUIRE(engine.ok());
+  absl::StatusOr<std::unique_ptr<Store>> opened = OpenStore("memory:", &clock);
+  Store* inner = nullptr;
+  FaultInjectingStore faults{opened.ok() ? opened->get() : nullptr, &clock};
+  std::shared_ptr<RecordingPipeline> pipeline = std::make_shared<RecordingPipeline>();
+  std::unique_ptr<Engine> engine;
+};
+
+TEST_CASE("a store failure at any step of a start leaves nothing behind") {
+  FaultyFixture f({0, 1});
 
   StartRequest r;
   r.service_ref = "1:0:1:FAULT";
@@ -608,42 +621,42 @@ TEST_CASE("a store failure at any step of a start leaves nothing behind") {
   size_t tunes = 0;
   // A successful start, run through to the end and removed again.
   auto cycle = [&](const std::string& id) {
-    (*engine)->Poll();
+    f.engine->Poll();
     ++tunes;
-    REQUIRE(pipeline->Tunes() == tunes);
-    REQUIRE((*engine)->Stop(id).ok());
-    (*engine)->Poll();
-    REQUIRE((*engine)->ReportStopped(id, pipeline->tuned.back().fencing_token).ok());
-    REQUIRE((*inner)->DeleteSession(id).ok());
-    REQUIRE((*inner)->ListLeases()->empty());
+    REQUIRE(f.pipeline->Tunes() == tunes);
+    REQUIRE(f.engine->Stop(id).ok());
+    f.engine->Poll();
+    REQUIRE(f.engine->ReportStopped(id, f.pipeline->tuned.back().fencing_token).ok());
+    REQUIRE(f.inner->DeleteSession(id).ok());
+    REQUIRE(f.inner->ListLeases()->empty());
   };
 
   // Count the store calls of a clean start.
-  faulty.ResetCalls();
-  auto clean = (*engine)->Start(r);
+  f.faults.ResetCalls();
+  auto clean = f.engine->Start(r);
   REQUIRE(clean.ok());
-  const int64_t calls = faulty.CallsSinceReset();
+  const int64_t calls = f.faults.CallsSinceReset();
   REQUIRE(calls >= 4);
   cycle(clean->session_id);
 
   int run = 0;
   auto expect_nothing_left = [&](const char* mode, int64_t n) {
     INFO(mode << " n=" << n);
-    CHECK((*inner)->ListSessions(0, 1000)->total == 0);
-    CHECK((*inner)->ListLeases()->empty());
-    (*engine)->Poll();
-    CHECK(pipeline->Tunes() == tunes);  // no host call for a failed start
+    CHECK(f.inner->ListSessions(0, 1000)->total == 0);
+    CHECK(f.inner->ListLeases()->empty());
+    f.engine->Poll();
+    CHECK(f.pipeline->Tunes() == tunes);  // no host call for a failed start
   };
   for (int64_t n = 1; n <= calls; ++n) {
     StartRequest attempt = r;
     attempt.idempotency_key = "k" + std::to_string(++run);
-    faulty.FailNthCall(n);
-    auto result = (*engine)->Start(attempt);
+    f.faults.FailNthCall(n);
+    auto result = f.engine->Start(attempt);
     CHECK_MESSAGE(CodeOf(result.status()) == ErrorCode::kUnavailable, "fail call " << n);
-    faulty.FailNone();
+    f.faults.FailNone();
     expect_nothing_left("fail-nth", n);
     // The key is free again: the same request now succeeds and is not a replay.
-    auto retry = (*engine)->Start(attempt);
+    auto retry = f.engine->Start(attempt);
     REQUIRE(retry.ok());
     CHECK_FALSE(retry->replay);
     cycle(retry->session_id);
@@ -653,52 +666,45 @@ TEST_CASE("a store failure at any step of a start leaves nothing behind") {
     // retried once the store is back.
     StartRequest attempt = r;
     attempt.idempotency_key = "down" + std::to_string(n);
-    faulty.FailFromNthCall(n);
-    CHECK(CodeOf((*engine)->Start(attempt).status()) == ErrorCode::kUnavailable);
-    faulty.FailNone();
-    clock.AdvanceMs(1'000);  // the sweeper's turn retries the undo
-    (*engine)->Poll();
+    f.faults.FailFromNthCall(n);
+    CHECK(CodeOf(f.engine->Start(attempt).status()) == ErrorCode::kUnavailable);
+    f.faults.FailNone();
+    f.clock.AdvanceMs(1'000);  // the sweeper's turn retries the undo
+    f.engine->Poll();
     expect_nothing_left("fail-from-nth", n);
   }
-  faulty.FailWrites();
-  CHECK(CodeOf((*engine)->Start(r).status()) == ErrorCode::kUnavailable);
-  faulty.FailNone();
+  f.faults.FailWrites();
+  CHECK(CodeOf(f.engine->Start(r).status()) == ErrorCode::kUnavailable);
+  f.faults.FailNone();
   expect_nothing_left("fail-writes", 0);
-  faulty.FailAfterDelay(50);
-  clock.AdvanceMs(50);
-  CHECK(CodeOf((*engine)->Start(r).status()) == ErrorCode::kUnavailable);
-  faulty.FailNone();
+  f.faults.FailAfterDelay(50);
+  f.clock.AdvanceMs(50);
+  CHECK(CodeOf(f.engine->Start(r).status()) == ErrorCode::kUnavailable);
+  f.faults.FailNone();
   expect_nothing_left("fail-after-delay", 0);
-  CHECK((*engine)->Stats().store_failures >= static_cast<uint64_t>(2 * calls + 2));
+  CHECK(f.engine->Stats().store_failures >= static_cast<uint64_t>(2 * calls + 2));
 }
 
 TEST_CASE("a start tries only the tuner slots the lease listing shows free, the first of them first") {
-  FakeClock clock;
-  auto inner = OpenStore("memory:", &clock);
-  REQUIRE(inner.ok());
-  FaultInjectingStore counting(inner->get(), &clock);
-  auto pipeline = std::make_shared<RecordingPipeline>();
-  auto engine = Engine::Create(ManualOptions({0, 1, 2, 3, 4, 5, 6, 7}), &counting, &clock,
-                               pipeline, nullptr);
-  REQUIRE(engine.ok());
+  FaultyFixture f({0, 1, 2, 3, 4, 5, 6, 7});
   StartRequest r;
   std::vector<std::string> ids;
   for (int i = 0; i < 6; ++i) {
     r.service_ref = fmt::format("1:0:1:SCAN{}", i);
-    auto started = (*engine)->Start(r);
+    auto started = f.engine->Start(r);
     REQUIRE(started.ok());
     ids.push_back(started->session_id);
   }
-  REQUIRE((*engine)->Stop(ids[2]).ok());  // slot 2 free again, 6 and 7 never taken
-  counting.ResetCalls();
+  REQUIRE(f.engine->Stop(ids[2]).ok());  // slot 2 free again, 6 and 7 never taken
+  f.faults.ResetCalls();
   r.service_ref = "1:0:1:SCAN-NEXT";
-  auto next = (*engine)->Start(r);
+  auto next = f.engine->Start(r);
   REQUIRE(next.ok());
-  auto record = (*inner)->GetSession(next->session_id);
+  auto record = f.inner->GetSession(next->session_id);
   REQUIRE(record.ok());
   CHECK(record->context_data.at("tuner_slot") == "2");
-  CHECK(counting.CallCount("ListLeases") == 1);
-  CHECK(counting.CallCount("AcquireLease") == 2);  // the service, then slot 2: no busy slot tried
+  CHECK(f.faults.CallCount("ListLeases") == 1);
+  CHECK(f.faults.CallCount("AcquireLease") == 2);  // the service, then slot 2: no busy slot tried
 }
 
 TEST_CASE("a session that has ended but not yet released its leases does not block a start") {
@@ -771,70 +777,64 @@ TEST_CASE("a timer set while the engine's thread waits runs without waiting out 
 }
 
 TEST_CASE("a host report the store could not take is retried by the engine at the next sweep") {
-  FakeClock clock;
-  auto inner = OpenStore("memory:", &clock);
-  REQUIRE(inner.ok());
-  FaultInjectingStore faulty(inner->get(), &clock);
-  auto pipeline = std::make_shared<RecordingPipeline>();
-  auto engine = Engine::Create(ManualOptions({0}), &faulty, &clock, pipeline, nullptr);
-  REQUIRE(engine.ok());
+  FaultyFixture f({0});
   StartRequest r;
   r.service_ref = "1:0:1:RETRY";
-  auto started = (*engine)->Start(r);
+  auto started = f.engine->Start(r);
   REQUIRE(started.ok());
   const std::string id = started->session_id;
-  (*engine)->Poll();
-  REQUIRE(pipeline->Tunes() == 1);
-  const uint64_t token = pipeline->tuned[0].fencing_token;
-  auto state = [&] { return (*inner)->GetSession(id)->state; };
+  f.engine->Poll();
+  REQUIRE(f.pipeline->Tunes() == 1);
+  const uint64_t token = f.pipeline->tuned[0].fencing_token;
+  auto state = [&] { return f.inner->GetSession(id)->state; };
 
   // The ready report meets a store that fails writes: the host hears
   // EUNAVAILABLE, and the engine records READY itself once the store is back.
-  faulty.FailWrites();
-  CHECK(CodeOf((*engine)->ReportReady(id, token)) == ErrorCode::kUnavailable);
+  f.faults.FailWrites();
+  CHECK(CodeOf(f.engine->ReportReady(id, token)) == ErrorCode::kUnavailable);
   CHECK(state() == SessionState::kStarting);
-  clock.AdvanceMs(1'000);
-  (*engine)->Poll();  // still failing: kept for the next sweep
+  f.clock.AdvanceMs(1'000);
+  f.engine->Poll();  // still failing: kept for the next sweep
   CHECK(state() == SessionState::kStarting);
-  faulty.FailNone();
-  clock.AdvanceMs(1'000);
-  (*engine)->Poll();
+  f.faults.FailNone();
+  f.clock.AdvanceMs(1'000);
+  f.engine->Poll();
   CHECK(state() == SessionState::kReady);
 
   // The same for the stopped report: STOPPED and the leases released at the
   // next sweep, not at the stop deadline.
-  REQUIRE((*engine)->Stop(id).ok());
-  (*engine)->Poll();
-  REQUIRE(pipeline->Stops() == 1);
-  faulty.FailWrites();
-  CHECK(CodeOf((*engine)->ReportStopped(id, token)) == ErrorCode::kUnavailable);
+  REQUIRE(f.engine->Stop(id).ok());
+  f.engine->Poll();
+  REQUIRE(f.pipeline->Stops() == 1);
+  f.faults.FailWrites();
+  CHECK(CodeOf(f.engine->ReportStopped(id, token)) == ErrorCode::kUnavailable);
   CHECK(state() == SessionState::kStopping);
-  CHECK((*inner)->ListLeases()->size() == 2);
-  faulty.FailNone();
-  clock.AdvanceMs(1'000);
-  (*engine)->Poll();
+  CHECK(f.inner->ListLeases()->size() == 2);
+  f.faults.FailNone();
+  f.clock.AdvanceMs(1'000);
+  f.engine->Poll();
   CHECK(state() == SessionState::kStopped);
-  CHECK((*inner)->ListLeases()->empty());
+  CHECK(f.inner->ListLeases()->empty());
 
   // A retry the host made itself meanwhile leaves the engine's nothing to do.
   r.service_ref = "1:0:1:RETRY2";
-  auto second = (*engine)->Start(r);
+  auto second = f.engine->Start(r);
   REQUIRE(second.ok());
-  (*engine)->Poll();
-  REQUIRE(pipeline->Tunes() == 2);
-  const uint64_t token2 = pipeline->tuned[1].fencing_token;
-  faulty.FailWrites();
-  CHECK(CodeOf((*engine)->ReportReady(second->session_id, token2)) == ErrorCode::kUnavailable);
-  faulty.FailNone();
-  REQUIRE((*engine)->ReportReady(second->session_id, token2).ok());
-  faulty.ResetCalls();
-  clock.AdvanceMs(1'000);
-  (*engine)->Poll();
-  CHECK((*inner)->GetSession(second->session_id)->state == SessionState::kReady);
-  const int64_t updates = faulty.CallCount("UpdateSession");
-  clock.AdvanceMs(1'000);
-  (*engine)->Poll();
-  CHECK(faulty.CallCount("UpdateSession") == updates);  // the retry ran once, then was dropped
+  f.engine->Poll();
+  REQUIRE(f.pipeline->Tunes() == 2);
+  const uint64_t token2 = f.pipeline->tuned[1].fencing_token;
+  f.faults.FailWrites();
+  CHECK(CodeOf(f.engine->ReportReady(second->session_id, token2)) == ErrorCode::kUnavailable);
+  f.faults.FailNone();
+  REQUIRE(f.engine->ReportReady(second->session_id, token2).ok());
+  f.faults.ResetCalls();
+  f.clock.AdvanceMs(1'000);
+  f.engine->Poll();
+  CHECK(f.inner->GetSession(second->session_id)->state == SessionState::kReady);
+  const int64_t updates = f.faults.CallCount("UpdateSession");
+  f.clock.AdvanceMs(1'000);
+  f.engine->Poll();
+  CHECK(f.faults.CallCount("UpdateSession") == updates);  // the retry ran once, then was dropped
 }
 
 TEST_SUITE("concurrency") {
