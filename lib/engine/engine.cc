@@ -222,6 +222,8 @@ Engine::Engine(EngineOptions options, Store* store, Clock* clock,
       clock_(clock),
       pipeline_(std::move(pipeline)),
       audit_(std::move(audit)) {
+  tuner_keys_.reserve(options_.tuner_slots.size());
+  for (int slot : options_.tuner_slots) tuner_keys_.push_back(TunerLeaseKey(slot));
   const int64_t now = clock_->MonotonicMs();
   next_heartbeat_ms_ = now + options_.heartbeat_ms;
   next_sweep_ms_ = now + options_.sweep_interval_ms;
@@ -387,32 +389,37 @@ absl::StatusOr<StartResult> Engine::Start(const StartRequest& request,
   }
   undo.emplace_back([this, service_key, id] { return store_->ReleaseLease(service_key, id); });
 
-  // The first free tuner slot wins. One listing of the leases says which
-  // slots are held, so that a start costs one try per free slot it meets
-  // rather than one per busy slot (a round trip each on Redis, a write
-  // transaction each on LMDB). A slot taken since the listing answers busy
-  // and the next is tried. When none is free, a second pass frees the slots
-  // of sessions that have ended but not yet released them (the listed holder
-  // is checked; the release is owner-checked, so a stale listing frees
-  // nothing it should not).
-  auto held = HeldLeases();
-  if (!held.ok()) {
-    RollBack(undo);
-    return store_failed(held.status(), "listing the leases");
-  }
+  // The first free tuner slot wins: the store finds it (one step, not one
+  // try per busy slot: a round trip each on Redis). When none is free, a
+  // second pass lists the leases and frees the slots of sessions that have
+  // ended but not yet released them (the listed holder is checked; the
+  // release is owner-checked, so a stale listing frees nothing it should not).
   int slot = -1;
   uint64_t token = 0;
-  for (int pass = 0; pass < 2 && slot < 0; ++pass) {
-    for (int candidate : options_.tuner_slots) {
-      const std::string key = TunerLeaseKey(candidate);
+  auto take = [&](size_t index, uint64_t fencing_token) {
+    slot = options_.tuner_slots[index];
+    token = fencing_token;
+    undo.emplace_back([this, key = tuner_keys_[index], id] { return store_->ReleaseLease(key, id); });
+  };
+  auto first = store_->AcquireFirstFreeLease(tuner_keys_, id, options_.lease_ttl_ms);
+  if (first.ok()) {
+    take(first->index, first->grant.fencing_token);
+  } else if (CodeOf(first.status()) != ErrorCode::kBusy) {
+    RollBack(undo);
+    return store_failed(first.status(), "taking a tuner lease");
+  } else {
+    auto held = HeldLeases();
+    if (!held.ok()) {
+      RollBack(undo);
+      return store_failed(held.status(), "listing the leases");
+    }
+    for (size_t i = 0; i < tuner_keys_.size(); ++i) {
+      const std::string& key = tuner_keys_[i];
       const auto holder = held->find(key);
-      if (pass == 0 && holder != held->end()) continue;
-      if (pass == 1 && (holder == held->end() || !ReleaseIfEnded(key, holder->second))) continue;
+      if (holder != held->end() && !ReleaseIfEnded(key, holder->second)) continue;
       auto grant = store_->AcquireLease(key, id, options_.lease_ttl_ms);
       if (grant.ok()) {
-        slot = candidate;
-        token = grant->fencing_token;
-        undo.emplace_back([this, key, id] { return store_->ReleaseLease(key, id); });
+        take(i, grant->fencing_token);
         break;
       }
       if (CodeOf(grant.status()) != ErrorCode::kBusy) {

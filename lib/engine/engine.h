@@ -214,6 +214,8 @@ class Engine {
   void Loop();
 
   EngineOptions options_;
+  // The lease key of each of options_.tuner_slots, in the same order.
+  std::vector<std::string> tuner_keys_;
   Store* store_;
   Clock* clock_;
   std::shared_ptr<Pipeline> pipeline_;

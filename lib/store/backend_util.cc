@@ -34,6 +34,22 @@ absl::Status ValidateTtl(std::string_view what, std::string_view key, int64_t tt
   return absl::OkStatus();
 }
 
+absl::Status ValidateFirstFreeArgs(std::span<const std::string> keys, std::string_view owner,
+                                   int64_t ttl_ms) {
+  if (keys.empty()) return InvalidError("lease keys: the list is empty");
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (keys[i].empty()) return InvalidError(fmt::format("lease keys: key #{} is empty", i + 1));
+  }
+  XG2G_RETURN_IF_ERROR(ValidateLeaseArgs(keys.front(), owner));
+  return ValidateTtl("lease", keys.front(), ttl_ms);
+}
+
+absl::Status NoFreeLease(size_t count) {
+  return BusyError(count == 1 ? std::string("the one lease asked for is held by another owner")
+                              : fmt::format("all {} leases asked for are held by other owners",
+                                            count));
+}
+
 absl::Status ValidateIdempotencyKey(std::string_view key) {
   if (key.empty()) return InvalidError("idempotency key is empty");
   return absl::OkStatus();

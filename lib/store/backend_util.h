@@ -5,6 +5,7 @@
 #define XG2G_LIB_STORE_BACKEND_UTIL_H_
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -21,6 +22,12 @@ namespace xg2g::store_internal {
 // InvalidError unless ttl_ms > 0; `what` is "lease" or "idempotency key".
 [[nodiscard]] absl::Status ValidateTtl(std::string_view what, std::string_view key,
                                        int64_t ttl_ms);
+// The argument checks of AcquireFirstFreeLease: a non-empty list of
+// non-empty keys, an owner and a positive ttl.
+[[nodiscard]] absl::Status ValidateFirstFreeArgs(std::span<const std::string> keys,
+                                                 std::string_view owner, int64_t ttl_ms);
+// AcquireFirstFreeLease's BusyError when none of `count` keys was grantable.
+[[nodiscard]] absl::Status NoFreeLease(size_t count);
 // InvalidError for an empty idempotency key.
 [[nodiscard]] absl::Status ValidateIdempotencyKey(std::string_view key);
 

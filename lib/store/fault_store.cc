@@ -29,6 +29,7 @@ std::string_view FaultInjectingStore::NameOf(Method method) {
     case Method::kReleaseLease: return "ReleaseLease";
     case Method::kGetLease: return "GetLease";
     case Method::kListLeases: return "ListLeases";
+    case Method::kAcquireFirstFreeLease: return "AcquireFirstFreeLease";
     case Method::kCount: break;
   }
   return "?";
@@ -42,6 +43,7 @@ bool FaultInjectingStore::IsWrite(Method method) {
     case Method::kPutSessionWithIdempotency:
     case Method::kDeleteIdempotency:
     case Method::kAcquireLease:
+    case Method::kAcquireFirstFreeLease:
     case Method::kRenewLease:
     case Method::kReleaseLease:
       return true;
@@ -258,6 +260,12 @@ absl::StatusOr<LeaseInfo> FaultInjectingStore::GetLease(std::string_view key) {
 absl::StatusOr<std::vector<LeaseInfo>> FaultInjectingStore::ListLeases() {
   XG2G_RETURN_IF_ERROR(Admit(Method::kListLeases));
   return inner_->ListLeases();
+}
+
+absl::StatusOr<FirstLeaseGrant> FaultInjectingStore::AcquireFirstFreeLease(
+    std::span<const std::string> keys, std::string_view owner, int64_t ttl_ms) {
+  XG2G_RETURN_IF_ERROR(Admit(Method::kAcquireFirstFreeLease));
+  return inner_->AcquireFirstFreeLease(keys, owner, ttl_ms);
 }
 
 int64_t FaultInjectingStore::NowMs() const { return inner_->NowMs(); }

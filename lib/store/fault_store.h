@@ -66,8 +66,8 @@ class FaultInjectingStore final : public Store {
   // goes down in the middle of an operation and stays down.
   void FailFromNthCall(int64_t n);
   // Fails PutSession, UpdateSession, DeleteSession, PutSessionWithIdempotency,
-  // DeleteIdempotency, AcquireLease, RenewLease and ReleaseLease; reads go
-  // through.
+  // DeleteIdempotency, AcquireLease, AcquireFirstFreeLease, RenewLease and
+  // ReleaseLease; reads go through.
   void FailWrites();
   void FailAll();
   // Fails every call made once the clock's MonotonicMs() has reached now +
@@ -123,6 +123,9 @@ class FaultInjectingStore final : public Store {
   absl::Status ReleaseLease(std::string_view key, std::string_view owner) override;
   absl::StatusOr<LeaseInfo> GetLease(std::string_view key) override;
   absl::StatusOr<std::vector<LeaseInfo>> ListLeases() override;
+  absl::StatusOr<FirstLeaseGrant> AcquireFirstFreeLease(std::span<const std::string> keys,
+                                                        std::string_view owner,
+                                                        int64_t ttl_ms) override;
   int64_t NowMs() const override;
 
  private:
@@ -141,6 +144,7 @@ class FaultInjectingStore final : public Store {
     kReleaseLease,
     kGetLease,
     kListLeases,
+    kAcquireFirstFreeLease,
     kCount,
   };
   static constexpr size_t kMethodCount = static_cast<size_t>(Method::kCount);

@@ -31,7 +31,8 @@ using store_internal::ValidateTtl;
 template <typename Map, typename Expired>
 void MaybeSweep(Map& map, size_t& sweep_at, size_t min_sweep, Expired expired) {
   if (map.size() < sweep_at) return;
-  std::erase_if(map, [&](const auto& entry) { return expired(entry.second); });
+  // std::erase_if or absl::erase_if, whichever the map's namespace offers.
+  erase_if(map, [&](const auto& entry) { return expired(entry.second); });
   sweep_at = std::max(min_sweep, 2 * map.size());
 }
 
@@ -306,14 +307,26 @@ absl::StatusOr<LeaseGrant> MemoryStore::AcquireLease(std::string_view key, std::
   LeaseShard& shard = lease_shards_[ShardOf(key)];
   std::lock_guard lock(shard.mu);
   const int64_t now = NowMs();
+  const Lease* held = nullptr;
+  std::optional<LeaseGrant> grant = AcquireLocked(shard, key, owner, ttl_ms, now, &held);
+  if (!grant) {
+    return BusyError(fmt::format("lease '{}' is held by '{}' for another {} ms", key, held->owner,
+                                 held->expires_at_ms - now));
+  }
+  return *grant;
+}
+
+std::optional<LeaseGrant> MemoryStore::AcquireLocked(LeaseShard& shard, std::string_view key,
+                                                     std::string_view owner, int64_t ttl_ms,
+                                                     int64_t now, const Lease** busy) {
   MaybeSweep(shard.leases, shard.sweep_at, kMinSweepSize,
              [now](const Lease& lease) { return now >= lease.expires_at_ms; });
-  auto it = shard.leases.find(key);
+  auto it = shard.leases.find(ToAbsl(key));
   if (it != shard.leases.end() && now < it->second.expires_at_ms) {
     Lease& held = it->second;
     if (held.owner != owner) {
-      return BusyError(fmt::format("lease '{}' is held by '{}' for another {} ms", key, held.owner,
-                                   held.expires_at_ms - now));
+      if (busy != nullptr) *busy = &held;
+      return std::nullopt;
     }
     held.expires_at_ms = DeadlineAfter(ttl_ms);  // the holder again: a renewal
     return LeaseGrant{held.fencing_token, held.expires_at_ms};
@@ -330,13 +343,34 @@ absl::StatusOr<LeaseGrant> MemoryStore::AcquireLease(std::string_view key, std::
   return grant;
 }
 
+absl::StatusOr<FirstLeaseGrant> MemoryStore::AcquireFirstFreeLease(
+    std::span<const std::string> keys, std::string_view owner, int64_t ttl_ms) {
+  XG2G_RETURN_IF_ERROR(store_internal::ValidateFirstFreeArgs(keys, owner, ttl_ms));
+  // Every lease shard locked at once, in index order (nothing else holds two),
+  // so that the walk pays one lock per shard rather than one per key.
+  std::array<std::unique_lock<std::mutex>, kShardCount> locks;
+  for (size_t i = 0; i < kShardCount; ++i) {
+    locks[i] = std::unique_lock(lease_shards_[i].mu);
+  }
+  const int64_t now = NowMs();
+  for (size_t i = 0; i < keys.size(); ++i) {
+    LeaseShard& shard = lease_shards_[ShardOf(keys[i])];
+    // The analysis cannot see the locks taken in the loop above.
+    std::optional<LeaseGrant> grant = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return AcquireLocked(shard, keys[i], owner, ttl_ms, now, nullptr);
+    }();
+    if (grant) return FirstLeaseGrant{i, *grant};
+  }
+  return store_internal::NoFreeLease(keys.size());
+}
+
 absl::StatusOr<LeaseGrant> MemoryStore::RenewLease(std::string_view key, std::string_view owner,
                                                    int64_t ttl_ms) {
   XG2G_RETURN_IF_ERROR(ValidateLeaseArgs(key, owner));
   XG2G_RETURN_IF_ERROR(ValidateTtl("lease", key, ttl_ms));
   LeaseShard& shard = lease_shards_[ShardOf(key)];
   std::lock_guard lock(shard.mu);
-  auto it = shard.leases.find(key);
+  auto it = shard.leases.find(ToAbsl(key));
   if (it == shard.leases.end()) return LeaseNotHeld(key);
   if (NowMs() >= it->second.expires_at_ms) {
     shard.leases.erase(it);
@@ -352,7 +386,7 @@ absl::Status MemoryStore::ReleaseLease(std::string_view key, std::string_view ow
   XG2G_RETURN_IF_ERROR(ValidateLeaseArgs(key, owner));
   LeaseShard& shard = lease_shards_[ShardOf(key)];
   std::lock_guard lock(shard.mu);
-  auto it = shard.leases.find(key);
+  auto it = shard.leases.find(ToAbsl(key));
   if (it == shard.leases.end()) return LeaseNotHeld(key);
   if (NowMs() >= it->second.expires_at_ms) {
     shard.leases.erase(it);
@@ -367,7 +401,7 @@ absl::StatusOr<LeaseInfo> MemoryStore::GetLease(std::string_view key) {
   if (key.empty()) return InvalidError("lease key is empty");
   LeaseShard& shard = lease_shards_[ShardOf(key)];
   std::lock_guard lock(shard.mu);
-  auto it = shard.leases.find(key);
+  auto it = shard.leases.find(ToAbsl(key));
   if (it == shard.leases.end()) return LeaseNotHeld(key);
   if (NowMs() >= it->second.expires_at_ms) {
     shard.leases.erase(it);
@@ -382,8 +416,8 @@ absl::StatusOr<std::vector<LeaseInfo>> MemoryStore::ListLeases() {
   for (LeaseShard& shard : lease_shards_) {
     std::lock_guard lock(shard.mu);
     const int64_t now = NowMs();
-    std::erase_if(shard.leases,
-                  [now](const auto& entry) { return now >= entry.second.expires_at_ms; });
+    absl::erase_if(shard.leases,
+                   [now](const auto& entry) { return now >= entry.second.expires_at_ms; });
     for (const auto& [key, lease] : shard.leases) {
       leases.push_back(LeaseInfo{key, lease.owner, lease.fencing_token, lease.expires_at_ms});
     }

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "lib/common/clock.h"
 #include "lib/store/store.h"
 
@@ -72,6 +73,10 @@ class MemoryStore final : public Store {
   absl::Status ReleaseLease(std::string_view key, std::string_view owner) override;
   absl::StatusOr<LeaseInfo> GetLease(std::string_view key) override;
   absl::StatusOr<std::vector<LeaseInfo>> ListLeases() override;
+  // Locks the lease shards once and looks each key up in turn.
+  absl::StatusOr<FirstLeaseGrant> AcquireFirstFreeLease(std::span<const std::string> keys,
+                                                        std::string_view owner,
+                                                        int64_t ttl_ms) override;
 
   int64_t NowMs() const override;
 
@@ -104,13 +109,23 @@ class MemoryStore final : public Store {
     int64_t expires_at_ms = 0;
   };
 
+  // Leases are hashed, not ordered: ListLeases sorts what it merges, and
+  // AcquireFirstFreeLease looks up many keys in a row.
   struct LeaseShard {
     std::mutex mu;
-    OrderedMap<Lease> leases ABSL_GUARDED_BY(mu);
+    absl::flat_hash_map<std::string, Lease> leases ABSL_GUARDED_BY(mu);
     size_t sweep_at ABSL_GUARDED_BY(mu) = kMinSweepSize;
   };
 
   static size_t ShardOf(std::string_view key);
+
+  // AcquireLease on a shard whose lock the caller holds. `busy` (optional)
+  // gets the holder's lease when another owner holds it, and then nothing is
+  // granted.
+  std::optional<LeaseGrant> AcquireLocked(LeaseShard& shard, std::string_view key,
+                                          std::string_view owner, int64_t ttl_ms, int64_t now,
+                                          const Lease** busy)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
 
   // Deadline `ttl_ms` after now, saturating instead of overflowing.
   int64_t DeadlineAfter(int64_t ttl_ms) const;

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,6 +25,12 @@ namespace xg2g {
 struct LeaseGrant {
   uint64_t fencing_token = 0;
   int64_t expires_at_ms = 0;  // in the store's clock (see Store::NowMs)
+};
+
+// Result of Store::AcquireFirstFreeLease: which key was granted, and how.
+struct FirstLeaseGrant {
+  size_t index = 0;  // into the keys passed
+  LeaseGrant grant;
 };
 
 struct LeaseInfo {
@@ -128,6 +135,18 @@ class Store {
   [[nodiscard]] virtual absl::StatusOr<LeaseInfo> GetLease(std::string_view key) = 0;
   // The unexpired leases, ordered by key.
   [[nodiscard]] virtual absl::StatusOr<std::vector<LeaseInfo>> ListLeases() = 0;
+
+  // The first of `keys`, in their order, that AcquireLease would grant to
+  // `owner` (free, expired, or held by `owner` already, which renews it),
+  // granted as AcquireLease grants it. Each key is acquired atomically; the
+  // choice among them is not: a key taken by someone else after it was seen
+  // free is passed over for the next. BusyError saying how many keys are held
+  // when none is grantable; InvalidError for an empty list or an invalid key,
+  // owner or ttl, with nothing acquired. The default lists the leases once
+  // and tries the keys not held by another owner; backends with a cheaper
+  // way to find a free key override it.
+  [[nodiscard]] virtual absl::StatusOr<FirstLeaseGrant> AcquireFirstFreeLease(
+      std::span<const std::string> keys, std::string_view owner, int64_t ttl_ms);
 
   // Reads the whole store and reports what does not add up (a record that
   // does not decode, a listing that disagrees with a scan, a lease without an

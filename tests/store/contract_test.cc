@@ -944,6 +944,116 @@ TEST_CASE("getting a lease that expired and was taken again shows the new holder
   CHECK(info->expires_at_ms == b->expires_at_ms);
 }
 
+// ------------------------------------------------- the first free of many
+
+TEST_CASE("acquiring the first free lease of many takes the first grantable key in the given order") {
+  StoreHarness h;
+  Store& store = h.store();
+  // Not byte order: the caller's order decides.
+  const std::vector<std::string> keys = {"tuner:10", "tuner:2", "tuner:0", "tuner:7"};
+  REQUIRE_OK(store.AcquireLease("tuner:10", "daemon-b", HarnessLongTtl()));
+  REQUIRE_OK(store.AcquireLease("tuner:2", "daemon-c", HarnessLongTtl()));
+
+  auto first = store.AcquireFirstFreeLease(keys, "daemon-a", HarnessLongTtl());
+  REQUIRE_OK(first);
+  CHECK(first->index == 2);
+  CHECK(first->grant.fencing_token > 0);
+  auto held = store.GetLease("tuner:0");
+  REQUIRE_OK(held);
+  CHECK(held->owner == "daemon-a");
+  CHECK(held->fencing_token == first->grant.fencing_token);
+  CHECK(held->expires_at_ms == first->grant.expires_at_ms);
+
+  // The holders of the first two are untouched; the last key is still free.
+  auto b = store.GetLease("tuner:10");
+  REQUIRE_OK(b);
+  CHECK(b->owner == "daemon-b");
+  auto c = store.GetLease("tuner:2");
+  REQUIRE_OK(c);
+  CHECK(c->owner == "daemon-c");
+  CHECK_ERROR(store.GetLease("tuner:7"), ErrorCode::kNotFound, "tuner:7");
+
+  // Another owner now gets the next free key.
+  auto second = store.AcquireFirstFreeLease(keys, "daemon-d", HarnessLongTtl());
+  REQUIRE_OK(second);
+  CHECK(second->index == 3);
+  CHECK(second->grant.fencing_token != first->grant.fencing_token);
+}
+
+TEST_CASE("acquiring the first free lease counts a key the owner holds as grantable and renews it") {
+  StoreHarness h;
+  Store& store = h.store();
+  const std::vector<std::string> keys = {"tuner:0", "tuner:1", "tuner:2"};
+  REQUIRE_OK(store.AcquireLease("tuner:0", "daemon-b", HarnessLongTtl()));
+  auto own = store.AcquireLease("tuner:1", "daemon-a", HarnessLongTtl());
+  REQUIRE_OK(own);
+  h.AdvanceMs(h.fake_time() ? 1'000 : 2);
+  auto again = store.AcquireFirstFreeLease(keys, "daemon-a", HarnessLongTtl());
+  REQUIRE_OK(again);
+  CHECK(again->index == 1);
+  CHECK(again->grant.fencing_token == own->fencing_token);
+  CHECK(again->grant.expires_at_ms > own->expires_at_ms);
+  CHECK_ERROR(store.GetLease("tuner:2"), ErrorCode::kNotFound, "tuner:2");
+}
+
+TEST_CASE("acquiring the first free lease takes an expired key, with a greater token") {
+  StoreHarness h;
+  Store& store = h.store();
+  const std::vector<std::string> keys = {"tuner:0", "tuner:1"};
+  auto old = store.AcquireLease("tuner:0", "daemon-b", h.ShortTtlMs());
+  REQUIRE_OK(old);
+  REQUIRE_OK(store.AcquireLease("tuner:1", "daemon-c", HarnessLongTtl()));
+  h.AdvanceTo(old->expires_at_ms);
+  auto taken = store.AcquireFirstFreeLease(keys, "daemon-a", HarnessLongTtl());
+  REQUIRE_OK(taken);
+  CHECK(taken->index == 0);
+  CHECK(taken->grant.fencing_token > old->fencing_token);
+  CHECK_ERROR(store.RenewLease("tuner:0", "daemon-b", HarnessLongTtl()), ErrorCode::kConflict,
+              "tuner:0");
+}
+
+TEST_CASE("acquiring the first free lease when every key is held fails with EBUSY and changes nothing") {
+  StoreHarness h;
+  Store& store = h.store();
+  const std::vector<std::string> keys = {"tuner:0", "tuner:1", "tuner:2"};
+  for (const std::string& key : keys) {
+    REQUIRE_OK(store.AcquireLease(key, "daemon-b", HarnessLongTtl()));
+  }
+  auto before = store.ListLeases();
+  REQUIRE_OK(before);
+  CHECK_ERROR(store.AcquireFirstFreeLease(keys, "daemon-a", HarnessLongTtl()), ErrorCode::kBusy,
+              "all 3 leases");
+  const std::vector<std::string> one = {"tuner:1"};
+  CHECK_ERROR(store.AcquireFirstFreeLease(one, "daemon-a", HarnessLongTtl()), ErrorCode::kBusy,
+              "held by another owner");
+  auto after = store.ListLeases();
+  REQUIRE_OK(after);
+  REQUIRE(after->size() == before->size());
+  for (size_t i = 0; i < after->size(); ++i) {
+    CHECK((*after)[i].key == (*before)[i].key);
+    CHECK((*after)[i].owner == "daemon-b");
+    CHECK((*after)[i].fencing_token == (*before)[i].fencing_token);
+    CHECK((*after)[i].expires_at_ms == (*before)[i].expires_at_ms);
+  }
+}
+
+TEST_CASE("acquiring the first free lease with bad arguments fails with EINVAL and acquires nothing") {
+  StoreHarness h;
+  Store& store = h.store();
+  const std::vector<std::string> keys = {"tuner:0", "tuner:1"};
+  CHECK_ERROR(store.AcquireFirstFreeLease({}, "daemon-a", HarnessLongTtl()), ErrorCode::kInvalid,
+              "empty");
+  const std::vector<std::string> with_empty = {"tuner:0", ""};
+  CHECK_ERROR(store.AcquireFirstFreeLease(with_empty, "daemon-a", HarnessLongTtl()),
+              ErrorCode::kInvalid, "key #2 is empty");
+  CHECK_ERROR(store.AcquireFirstFreeLease(keys, "", HarnessLongTtl()), ErrorCode::kInvalid,
+              "owner is empty");
+  CHECK_ERROR(store.AcquireFirstFreeLease(keys, "daemon-a", 0), ErrorCode::kInvalid, "ttl_ms");
+  auto leases = store.ListLeases();
+  REQUIRE_OK(leases);
+  CHECK(leases->empty());
+}
+
 TEST_CASE("getting a lease with an empty key fails with EINVAL") {
   StoreHarness h;
   CHECK_ERROR(h.store().GetLease(""), ErrorCode::kInvalid, "lease key");
@@ -1301,6 +1411,48 @@ TEST_CASE("scans, lists and lease listings run safely alongside writers and see 
   CHECK(torn.load() == 0);
   CHECK(errors.load() == 0);
   CHECK(ListAllIds(store).size() == 32);
+}
+
+TEST_CASE("threads racing for the first free of a few leases: each key goes to one, lowest first") {
+  StoreHarness h;
+  Store& store = h.store();
+  constexpr int kThreads = 16;
+  constexpr size_t kKeys = 6;
+  std::vector<std::string> keys;
+  for (size_t i = 0; i < kKeys; ++i) keys.push_back(fmt::format("tuner:{}", i));
+  std::vector<absl::StatusOr<FirstLeaseGrant>> results(kThreads, InternalError("did not run"));
+  std::barrier sync(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      sync.arrive_and_wait();
+      results[t] = store.AcquireFirstFreeLease(keys, fmt::format("daemon-{}", t),
+                                               HarnessLongTtl());
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+
+  std::map<size_t, int> winner_of;
+  int busy = 0;
+  for (int t = 0; t < kThreads; ++t) {
+    if (results[t].ok()) {
+      CHECK_MESSAGE(winner_of.emplace(results[t]->index, t).second,
+                    "key ", results[t]->index, " granted twice");
+    } else {
+      CHECK(CodeOf(results[t].status()) == ErrorCode::kBusy);
+      ++busy;
+    }
+  }
+  CHECK(winner_of.size() == kKeys);  // every key went to someone
+  CHECK(busy == kThreads - static_cast<int>(kKeys));
+  auto leases = store.ListLeases();
+  REQUIRE_OK(leases);
+  REQUIRE(leases->size() == kKeys);
+  for (const LeaseInfo& lease : *leases) {
+    const size_t index = static_cast<size_t>(std::stoi(lease.key.substr(6)));
+    REQUIRE(winner_of.contains(index));
+    CHECK(lease.owner == fmt::format("daemon-{}", winner_of[index]));
+  }
 }
 
 }  // TEST_SUITE("concurrency")

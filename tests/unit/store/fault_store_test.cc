@@ -78,6 +78,11 @@ std::vector<NamedCall> EveryMethod() {
       {"ReleaseLease", [](Store& s) { return s.ReleaseLease("tuner:1", "me"); }},
       {"GetLease", [](Store& s) { return StatusOf(s.GetLease("tuner:0")); }},
       {"ListLeases", [](Store& s) { return StatusOf(s.ListLeases()); }},
+      {"AcquireFirstFreeLease",
+       [](Store& s) {
+         const std::vector<std::string> keys = {"tuner:0", "tuner:2"};
+         return StatusOf(s.AcquireFirstFreeLease(keys, "me", kTtl));
+       }},
   };
 }
 
@@ -236,16 +241,16 @@ TEST_CASE("failing every write fails each writing method, leaves the store as it
       CHECK(CodeOf(status) != ErrorCode::kUnavailable);
     }
   }
-  CHECK(writes == 8);
-  CHECK(store.FaultsInjected() == 8);
+  CHECK(writes == 9);
+  CHECK(store.FaultsInjected() == 9);
   CHECK(Snapshot(inner) == before);
   CHECK(inner.GetIdempotency("other-key").ok());
 }
 
-TEST_CASE("the write methods are exactly the eight that change the store") {
+TEST_CASE("the write methods are exactly the nine that change the store") {
   for (std::string_view name : {"PutSession", "UpdateSession", "DeleteSession",
                                 "PutSessionWithIdempotency", "DeleteIdempotency", "AcquireLease",
-                                "RenewLease", "ReleaseLease"}) {
+                                "AcquireFirstFreeLease", "RenewLease", "ReleaseLease"}) {
     CHECK_MESSAGE(FaultInjectingStore::IsWriteMethod(name), std::string(name));
   }
   for (std::string_view name : {"GetSession", "ScanSessions", "ListSessions", "GetIdempotency",

@@ -1,0 +1,33 @@
+// Store::AcquireFirstFreeLease's default: one listing of the leases, then
+// AcquireLease on the keys it does not show held by another owner.
+#include <string>
+#include <string_view>
+
+#include "absl/container/flat_hash_set.h"
+#include "lib/common/status.h"
+#include "lib/store/backend_util.h"
+#include "lib/store/store.h"
+
+namespace xg2g {
+
+absl::StatusOr<FirstLeaseGrant> Store::AcquireFirstFreeLease(std::span<const std::string> keys,
+                                                             std::string_view owner,
+                                                             int64_t ttl_ms) {
+  XG2G_RETURN_IF_ERROR(store_internal::ValidateFirstFreeArgs(keys, owner, ttl_ms));
+  XG2G_ASSIGN_OR_RETURN(std::vector<LeaseInfo> leases, ListLeases());
+  absl::flat_hash_set<std::string_view> held_by_others;
+  const int64_t now = NowMs();
+  for (const LeaseInfo& lease : leases) {
+    if (lease.expires_at_ms > now && lease.owner != owner) held_by_others.insert(lease.key);
+  }
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (held_by_others.contains(keys[i])) continue;
+    auto grant = AcquireLease(keys[i], owner, ttl_ms);
+    if (grant.ok()) return FirstLeaseGrant{i, *grant};
+    if (CodeOf(grant.status()) != ErrorCode::kBusy) return grant.status();
+    // Taken since the listing: the next key.
+  }
+  return store_internal::NoFreeLease(keys.size());
+}
+
+}  // namespace xg2g
