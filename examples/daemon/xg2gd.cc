@@ -74,9 +74,12 @@ struct Daemon {
   MHD_Daemon* http = nullptr;
   std::string tls_cert_pem, tls_key_pem;
 
+  // Requests between arrival and completion: counted without a lock (every
+  // request passes here twice); `mu` and `idle` wake the shutdown when the
+  // count reaches zero.
+  std::atomic<int> in_flight{0};
   std::mutex mu;
   std::condition_variable idle;
-  int in_flight = 0;              // requests between arrival and completion
   std::atomic<bool> closing{false};
 };
 
@@ -94,12 +97,8 @@ struct Request {
 void* OnUri(void* cls, const char* uri, MHD_Connection*) {
   auto* daemon = static_cast<Daemon*>(cls);
   auto* request = new Request{daemon, uri ? uri : "", {}, false, false};
-  int in_flight;
-  {
-    std::lock_guard<std::mutex> lock(daemon->mu);
-    in_flight = ++daemon->in_flight;
-    request->counted = true;
-  }
+  const int in_flight = daemon->in_flight.fetch_add(1) + 1;
+  request->counted = true;
   // The count only: the target may carry a query token.
   if (g_log_level == 0) Log(0, "request arrived (" + std::to_string(in_flight) + " in flight)");
   return request;
@@ -113,8 +112,12 @@ void OnCompleted(void* cls, MHD_Connection*, void** con_cls, MHD_RequestTerminat
   bool counted = request->counted;
   delete request;
   if (!counted) return;
-  std::lock_guard<std::mutex> lock(daemon->mu);
-  if (--daemon->in_flight == 0) daemon->idle.notify_all();
+  if (daemon->in_flight.fetch_sub(1) == 1) {
+    // Under the lock, so that a shutdown between its check and its wait
+    // cannot miss the wake-up.
+    std::lock_guard<std::mutex> lock(daemon->mu);
+    daemon->idle.notify_all();
+  }
 }
 
 MHD_Result CollectHeader(void* cls, MHD_ValueKind, const char* key, const char* value) {
@@ -510,10 +513,11 @@ int Run(Daemon& d) {
   if (listener != MHD_INVALID_SOCKET) close(listener);
   {
     std::unique_lock<std::mutex> lock(d.mu);
-    Log(1, "stopping: listener closed; finishing " + std::to_string(d.in_flight) +
+    Log(1, "stopping: listener closed; finishing " + std::to_string(d.in_flight.load()) +
                " request(s) in flight");
     if (!d.idle.wait_for(lock, std::chrono::seconds(20), [&] { return d.in_flight == 0; })) {
-      Log(2, std::to_string(d.in_flight) + " request(s) still open after 20 s; closing them");
+      Log(2, std::to_string(d.in_flight.load()) +
+                 " request(s) still open after 20 s; closing them");
     }
   }
   MHD_stop_daemon(d.http);

@@ -222,6 +222,7 @@ Engine::Engine(EngineOptions options, Store* store, Clock* clock,
       clock_(clock),
       pipeline_(std::move(pipeline)),
       audit_(std::move(audit)) {
+  local_slot_users_.assign(kMaxSlot + 1, 0);
   tuner_keys_.reserve(options_.tuner_slots.size());
   for (int slot : options_.tuner_slots) tuner_keys_.push_back(TunerLeaseKey(slot));
   const int64_t now = clock_->MonotonicMs();
@@ -401,9 +402,13 @@ absl::StatusOr<StartResult> Engine::Start(const StartRequest& request,
     token = fencing_token;
     undo.emplace_back([this, key = tuner_keys_[index], id] { return store_->ReleaseLease(key, id); });
   };
-  auto first = store_->AcquireFirstFreeLease(tuner_keys_, id, options_.lease_ttl_ms);
+  std::vector<size_t> index_of;
+  const std::vector<std::string_view> candidates = FreeSlotCandidates(index_of);
+  auto first = candidates.empty()
+                   ? absl::StatusOr<FirstLeaseGrant>(BusyError("every slot is held here"))
+                   : store_->AcquireFirstFreeLease(candidates, id, options_.lease_ttl_ms);
   if (first.ok()) {
-    take(first->index, first->grant.fencing_token);
+    take(index_of[first->index], first->grant.fencing_token);
   } else if (CodeOf(first.status()) != ErrorCode::kBusy) {
     RollBack(undo);
     return store_failed(first.status(), "taking a tuner lease");
@@ -453,7 +458,7 @@ absl::StatusOr<StartResult> Engine::Start(const StartRequest& request,
   const PipelineCommand command = CommandOf(*starting);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    local_[id] = LocalSession{command, false, false};
+    AddLocal(id, command);
   }
   Enqueue([this, command] { RunHostStart(command); });
   Audit("session_start", "ok", request.principal, id,
@@ -574,7 +579,35 @@ void Engine::ReleaseLeases(const SessionRecord& record) {
 void Engine::Finish(const SessionRecord& record) {
   ReleaseLeases(record);
   std::lock_guard<std::mutex> lock(mu_);
-  local_.erase(record.session_id);
+  EraseLocal(record.session_id);
+}
+
+void Engine::AddLocal(const std::string& id, const PipelineCommand& command) {
+  EraseLocal(id);  // a session registered again keeps one count, on its new slot
+  local_.emplace(id, LocalSession{command, false, false});
+  if (command.slot >= 0 && command.slot <= kMaxSlot) ++local_slot_users_[command.slot];
+}
+
+void Engine::EraseLocal(const std::string& id) {
+  auto it = local_.find(id);
+  if (it == local_.end()) return;
+  const int slot = it->second.command.slot;
+  if (slot >= 0 && slot <= kMaxSlot && local_slot_users_[slot] > 0) --local_slot_users_[slot];
+  local_.erase(it);
+}
+
+std::vector<std::string_view> Engine::FreeSlotCandidates(std::vector<size_t>& index_of) {
+  std::vector<std::string_view> keys;
+  keys.reserve(tuner_keys_.size());
+  index_of.clear();
+  index_of.reserve(tuner_keys_.size());
+  std::lock_guard<std::mutex> lock(mu_);
+  for (size_t i = 0; i < tuner_keys_.size(); ++i) {
+    if (local_slot_users_[options_.tuner_slots[i]] != 0) continue;
+    keys.push_back(tuner_keys_[i]);
+    index_of.push_back(i);
+  }
+  return keys;
 }
 
 absl::Status Engine::CheckToken(std::string_view session_id, uint64_t fencing_token) {
@@ -691,7 +724,7 @@ void Engine::Heartbeat() {
         // Deleted behind our back: the pipeline has no session any more.
         QueueHostStop(id);
         std::lock_guard<std::mutex> lock(mu_);
-        local_.erase(id);
+        EraseLocal(id);
       }
       continue;  // store trouble: try again next beat
     }
@@ -810,7 +843,7 @@ void Engine::Recover() {
           const PipelineCommand command = CommandOf(*requeued);
           {
             std::lock_guard<std::mutex> lock(mu_);
-            local_[record.session_id] = LocalSession{command, false, false};
+            AddLocal(record.session_id, command);
           }
           Enqueue([this, command] { RunHostStart(command); });
           continue;
@@ -832,6 +865,7 @@ void Engine::Drain() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     local.swap(local_);
+    local_slot_users_.assign(kMaxSlot + 1, 0);
     tasks_.clear();
     timers_.clear();
   }

@@ -180,6 +180,14 @@ class Engine {
                                            std::string_view detail,
                                            const std::function<void(SessionRecord&)>& extra = {},
                                            bool* changed = nullptr);
+  // local_ changes go through these two (with mu_ held), which keep
+  // local_slot_users_ in step.
+  void AddLocal(const std::string& id, const PipelineCommand& command);
+  void EraseLocal(const std::string& id);
+  // The tuner lease keys, in slot order, minus the slots this engine's own
+  // sessions hold: those are busy whatever the store says, unless a lease
+  // was lost, and then the store's listing (the second pass) finds them.
+  std::vector<std::string_view> FreeSlotCandidates(std::vector<size_t>& index_of);
   // The leases held now (unexpired), key -> holder, from one listing.
   absl::StatusOr<absl::flat_hash_map<std::string, std::string>> HeldLeases();
   // For a lease that was busy: when its holder has ended (terminal or gone)
@@ -227,6 +235,9 @@ class Engine {
   std::deque<std::function<void()>> tasks_;        // guarded by mu_
   std::multimap<int64_t, std::function<void()>> timers_;  // monotonic due -> fn; mu_
   std::map<std::string, LocalSession> local_;      // guarded by mu_
+  // How many of local_ hold each tuner slot (by slot number): a start passes
+  // these over without asking the store (see FreeSlotCandidates).
+  std::vector<uint16_t> local_slot_users_;         // guarded by mu_
   std::vector<std::function<absl::Status()>> cleanups_;  // guarded by mu_
   int64_t next_heartbeat_ms_ = 0;                  // monotonic; guarded by mu_
   int64_t next_sweep_ms_ = 0;                      // monotonic; guarded by mu_

@@ -357,7 +357,7 @@ HttpHandler::HttpHandler(Engine* engine, HttpPolicy policy, HttpHandlerOptions o
 HttpHandler::~HttpHandler() = default;
 
 std::shared_ptr<const HttpPolicy> HttpHandler::policy() const {
-  std::lock_guard<std::mutex> lock(policy_mu_);
+  std::shared_lock<std::shared_mutex> lock(policy_mu_);
   return policy_;
 }
 
@@ -371,7 +371,7 @@ void HttpHandler::Reload(HttpPolicy policy) {
       policy.metrics_scope == Scope::kNone ? "none" : ScopeName(policy.metrics_scope));
   auto fresh = std::make_shared<const HttpPolicy>(std::move(policy));
   {
-    std::lock_guard<std::mutex> lock(policy_mu_);
+    std::unique_lock<std::shared_mutex> lock(policy_mu_);
     policy_.swap(fresh);
   }
   // The old policy is released here, outside the lock.

@@ -21,6 +21,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <span>
 #include <string>
 #include <string_view>
@@ -142,7 +143,8 @@ class HttpHandler {
   const CircuitBreakerRegistry* const breakers_;
   const std::unique_ptr<MetricsRegistry> metrics_;
 
-  mutable std::mutex policy_mu_;
+  // Read by every request, written by Reload: readers share the lock.
+  mutable std::shared_mutex policy_mu_;
   std::shared_ptr<const HttpPolicy> policy_;  // guarded by policy_mu_
 
   RateLimiter limiter_;

@@ -115,15 +115,30 @@ void JsonLinesAuditSink::Emit(const AuditEvent& event) {
     return;
   }
   try {
-    // Encoded before the lock: only the write itself is serialised.
+    // Encoded before the lock: only queueing and the batches are serialised.
     std::string line = EncodeAuditEvent(event);
     line += '\n';
-    std::lock_guard lock(mu_);
-    const bool written = std::fwrite(line.data(), 1, line.size(), out_) == line.size();
-    if (std::fflush(out_) != 0 || !written) {
-      std::clearerr(out_);
-      write_errors_.fetch_add(1, std::memory_order_relaxed);
+    std::unique_lock lock(mu_);
+    pending_ += line;
+    ++pending_lines_;
+    if (writing_) return;  // the thread writing takes it with its next batch
+    writing_ = true;
+    std::string batch;
+    while (!pending_.empty()) {
+      batch.swap(pending_);
+      const uint64_t lines = pending_lines_;
+      pending_lines_ = 0;
+      lock.unlock();
+      const bool written = std::fwrite(batch.data(), 1, batch.size(), out_) == batch.size();
+      const bool flushed = std::fflush(out_) == 0;
+      if (!written || !flushed) {
+        std::clearerr(out_);
+        write_errors_.fetch_add(lines, std::memory_order_relaxed);
+      }
+      batch.clear();
+      lock.lock();
     }
+    writing_ = false;
   } catch (...) {  // out of memory while encoding: drop the event, never throw
     write_errors_.fetch_add(1, std::memory_order_relaxed);
   }

@@ -46,10 +46,14 @@ class AuditSink {
 };
 
 // Writes one JSON line per event to a FILE* (not owned) or to a file it opens
-// for appending (owned, closed with the sink), flushing after each line.
-// Lines from concurrent Emit calls never interleave: each line is written
-// whole under the sink's mutex. A line that cannot be written is dropped and
-// counted (write_errors), never retried and never thrown.
+// for appending (owned, closed with the sink), flushing after each write.
+// Lines from concurrent Emit calls never interleave and keep the order in
+// which they were queued: an Emit that finds another thread writing queues
+// its line and returns, and that thread writes it with the next batch before
+// its own Emit returns (one write for many lines under load, not one lock
+// wait and one write per line). Once every Emit call has returned, every line
+// is written. A line that cannot be written is dropped and counted
+// (write_errors), never retried and never thrown.
 class JsonLinesAuditSink final : public AuditSink {
  public:
   // `out` null gives a sink that is not ok() and drops everything.
@@ -68,6 +72,9 @@ class JsonLinesAuditSink final : public AuditSink {
 
  private:
   std::mutex mu_;
+  std::string pending_;        // lines queued for the writer; guarded by mu_
+  uint64_t pending_lines_ = 0;  // guarded by mu_
+  bool writing_ = false;       // a thread is writing a batch; guarded by mu_
   std::FILE* const out_;
   const bool owned_;
   std::atomic<uint64_t> write_errors_{0};

@@ -34,7 +34,7 @@ absl::Status ValidateTtl(std::string_view what, std::string_view key, int64_t tt
   return absl::OkStatus();
 }
 
-absl::Status ValidateFirstFreeArgs(std::span<const std::string> keys, std::string_view owner,
+absl::Status ValidateFirstFreeArgs(std::span<const std::string_view> keys, std::string_view owner,
                                    int64_t ttl_ms) {
   if (keys.empty()) return InvalidError("lease keys: the list is empty");
   for (size_t i = 0; i < keys.size(); ++i) {

@@ -24,7 +24,7 @@ namespace xg2g::store_internal {
                                        int64_t ttl_ms);
 // The argument checks of AcquireFirstFreeLease: a non-empty list of
 // non-empty keys, an owner and a positive ttl.
-[[nodiscard]] absl::Status ValidateFirstFreeArgs(std::span<const std::string> keys,
+[[nodiscard]] absl::Status ValidateFirstFreeArgs(std::span<const std::string_view> keys,
                                                  std::string_view owner, int64_t ttl_ms);
 // AcquireFirstFreeLease's BusyError when none of `count` keys was grantable.
 [[nodiscard]] absl::Status NoFreeLease(size_t count);

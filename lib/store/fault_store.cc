@@ -263,7 +263,7 @@ absl::StatusOr<std::vector<LeaseInfo>> FaultInjectingStore::ListLeases() {
 }
 
 absl::StatusOr<FirstLeaseGrant> FaultInjectingStore::AcquireFirstFreeLease(
-    std::span<const std::string> keys, std::string_view owner, int64_t ttl_ms) {
+    std::span<const std::string_view> keys, std::string_view owner, int64_t ttl_ms) {
   XG2G_RETURN_IF_ERROR(Admit(Method::kAcquireFirstFreeLease));
   return inner_->AcquireFirstFreeLease(keys, owner, ttl_ms);
 }

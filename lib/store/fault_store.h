@@ -123,7 +123,7 @@ class FaultInjectingStore final : public Store {
   absl::Status ReleaseLease(std::string_view key, std::string_view owner) override;
   absl::StatusOr<LeaseInfo> GetLease(std::string_view key) override;
   absl::StatusOr<std::vector<LeaseInfo>> ListLeases() override;
-  absl::StatusOr<FirstLeaseGrant> AcquireFirstFreeLease(std::span<const std::string> keys,
+  absl::StatusOr<FirstLeaseGrant> AcquireFirstFreeLease(std::span<const std::string_view> keys,
                                                         std::string_view owner,
                                                         int64_t ttl_ms) override;
   int64_t NowMs() const override;

@@ -1,5 +1,5 @@
 // Store::AcquireFirstFreeLease's default: one listing of the leases, then
-// AcquireLease on the keys it does not show held by another owner.
+// AcquireLease on the keys it does not show held.
 #include <string>
 #include <string_view>
 
@@ -10,18 +10,18 @@
 
 namespace xg2g {
 
-absl::StatusOr<FirstLeaseGrant> Store::AcquireFirstFreeLease(std::span<const std::string> keys,
+absl::StatusOr<FirstLeaseGrant> Store::AcquireFirstFreeLease(std::span<const std::string_view> keys,
                                                              std::string_view owner,
                                                              int64_t ttl_ms) {
   XG2G_RETURN_IF_ERROR(store_internal::ValidateFirstFreeArgs(keys, owner, ttl_ms));
   XG2G_ASSIGN_OR_RETURN(std::vector<LeaseInfo> leases, ListLeases());
-  absl::flat_hash_set<std::string_view> held_by_others;
+  absl::flat_hash_set<std::string_view> held;
   const int64_t now = NowMs();
   for (const LeaseInfo& lease : leases) {
-    if (lease.expires_at_ms > now && lease.owner != owner) held_by_others.insert(lease.key);
+    if (lease.expires_at_ms > now) held.insert(lease.key);
   }
   for (size_t i = 0; i < keys.size(); ++i) {
-    if (held_by_others.contains(keys[i])) continue;
+    if (held.contains(keys[i])) continue;
     auto grant = AcquireLease(keys[i], owner, ttl_ms);
     if (grant.ok()) return FirstLeaseGrant{i, *grant};
     if (CodeOf(grant.status()) != ErrorCode::kBusy) return grant.status();

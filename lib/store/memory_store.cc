@@ -68,12 +68,12 @@ int64_t MemoryStore::DeadlineAfter(int64_t ttl_ms) const {
 
 absl::Status MemoryStore::PutSession(const SessionRecord& record) {
   XG2G_RETURN_IF_ERROR(ValidateSessionId(record.session_id));
-  SessionRecord stored = record;
+  auto stored = std::make_shared<SessionRecord>(record);
   SessionShard& shard = session_shards_[ShardOf(record.session_id)];
   std::unique_lock lock(shard.mu);
   // Taken under the lock: writes of one record get increasing revisions in
   // the order they are applied.
-  stored.revision = NextRevision();
+  stored->revision = NextRevision();
   if (shard.sessions.insert_or_assign(record.session_id, std::move(stored)).second) {
     membership_.fetch_add(1, std::memory_order_relaxed);
   }
@@ -83,10 +83,14 @@ absl::Status MemoryStore::PutSession(const SessionRecord& record) {
 absl::StatusOr<SessionRecord> MemoryStore::GetSession(std::string_view id) {
   XG2G_RETURN_IF_ERROR(ValidateSessionId(id));
   const SessionShard& shard = session_shards_[ShardOf(id)];
-  std::shared_lock lock(shard.mu);
-  auto it = shard.sessions.find(id);
-  if (it == shard.sessions.end()) return SessionNotFound(id);
-  return it->second;
+  StoredSession stored;
+  {
+    std::shared_lock lock(shard.mu);
+    auto it = shard.sessions.find(id);
+    if (it == shard.sessions.end()) return SessionNotFound(id);
+    stored = it->second;
+  }
+  return *stored;  // the copy is made after the lock
 }
 
 absl::StatusOr<SessionRecord> MemoryStore::UpdateSession(std::string_view id,
@@ -96,13 +100,14 @@ absl::StatusOr<SessionRecord> MemoryStore::UpdateSession(std::string_view id,
   SessionShard& shard = session_shards_[ShardOf(id)];
   for (int attempt = 0; attempt < kMaxUpdateAttempts; ++attempt) {
     UpdateBackOff(attempt);
-    SessionRecord copy;
+    StoredSession read;
     {
       std::shared_lock lock(shard.mu);
       auto it = shard.sessions.find(id);
       if (it == shard.sessions.end()) return SessionNotFound(id);
-      copy = it->second;
+      read = it->second;
     }
+    SessionRecord copy = *read;
     const int64_t read_revision = copy.revision;
     // Caller code: no lock held, so it may call back into the store.
     XG2G_RETURN_IF_ERROR(mutate(copy));
@@ -115,9 +120,9 @@ absl::StatusOr<SessionRecord> MemoryStore::UpdateSession(std::string_view id,
     if (it == shard.sessions.end()) {
       return NotFoundError(fmt::format("session '{}' was deleted during the update", id));
     }
-    if (it->second.revision != read_revision) continue;  // lost a race: mutate the fresh copy
+    if (it->second->revision != read_revision) continue;  // lost a race: mutate the fresh copy
     copy.revision = NextRevision();
-    it->second = copy;
+    it->second = std::make_shared<const SessionRecord>(copy);
     return copy;
   }
   return ConflictError(fmt::format(
@@ -138,10 +143,10 @@ absl::Status MemoryStore::DeleteSession(std::string_view id) {
 
 absl::Status MemoryStore::ScanSessions(const Visitor& visit) {
   if (!visit) return InvalidError("session scan without a visitor");
-  std::vector<SessionRecord> snapshot;
+  std::vector<StoredSession> snapshot;
   {
     // All shards at once (ascending order, shared): a point-in-time snapshot.
-    // Writers wait for the copy only, never for the visitor.
+    // Writers wait for the pointer copies only, never for the visitor.
     std::vector<std::shared_lock<std::shared_mutex>> locks;
     locks.reserve(kShardCount);
     size_t total = 0;
@@ -154,8 +159,8 @@ absl::Status MemoryStore::ScanSessions(const Visitor& visit) {
       for (const auto& [id, record] : shard.sessions) snapshot.push_back(record);
     }
   }
-  for (const SessionRecord& record : snapshot) {
-    if (!visit(record)) break;
+  for (const StoredSession& record : snapshot) {
+    if (!visit(*record)) break;
   }
   return absl::OkStatus();
 }
@@ -165,7 +170,7 @@ absl::StatusOr<SessionPage> MemoryStore::ListSessions(size_t offset, size_t limi
     return InvalidError(
         fmt::format("limit must be between 1 and {}, got {}", kMaxPageLimit, limit));
   }
-  using Iterator = OrderedMap<SessionRecord>::const_iterator;
+  using Iterator = OrderedMap<StoredSession>::const_iterator;
   struct Cursor {
     Iterator at;
     Iterator end;
@@ -174,6 +179,7 @@ absl::StatusOr<SessionPage> MemoryStore::ListSessions(size_t offset, size_t limi
   const auto after = [](const Cursor& a, const Cursor& b) { return a.at->first > b.at->first; };
 
   SessionPage page;
+  std::vector<StoredSession> found;  // copied into the page once the locks are gone
   std::vector<std::shared_lock<std::shared_mutex>> locks;
   locks.reserve(kShardCount);
   for (SessionShard& shard : session_shards_) {
@@ -202,12 +208,12 @@ absl::StatusOr<SessionPage> MemoryStore::ListSessions(size_t offset, size_t limi
                                       : shard.sessions.upper_bound(resume_after);
     if (begin != shard.sessions.cend()) heap.push_back({begin, shard.sessions.cend()});
   }
-  page.sessions.reserve(std::min(limit, page.total - offset));
+  found.reserve(std::min(limit, page.total - offset));
   std::make_heap(heap.begin(), heap.end(), after);
-  while (!heap.empty() && page.sessions.size() < limit) {
+  while (!heap.empty() && found.size() < limit) {
     std::pop_heap(heap.begin(), heap.end(), after);
     Cursor& cursor = heap.back();
-    if (index >= offset) page.sessions.push_back(cursor.at->second);
+    if (index >= offset) found.push_back(cursor.at->second);
     ++index;
     if (++cursor.at == cursor.end) {
       heap.pop_back();
@@ -215,10 +221,13 @@ absl::StatusOr<SessionPage> MemoryStore::ListSessions(size_t offset, size_t limi
       std::push_heap(heap.begin(), heap.end(), after);
     }
   }
-  if (!page.sessions.empty()) {
+  if (!found.empty()) {
     std::lock_guard lock(page_end_mu_);
-    page_end_ = PageEnd{membership, offset + page.sessions.size(), page.sessions.back().session_id};
+    page_end_ = PageEnd{membership, offset + found.size(), found.back()->session_id};
   }
+  locks.clear();
+  page.sessions.reserve(found.size());
+  for (const StoredSession& record : found) page.sessions.push_back(*record);
   return page;
 }
 
@@ -249,12 +258,12 @@ absl::StatusOr<IdempotencyOutcome> MemoryStore::PutSessionWithIdempotency(
   // Everything that can throw (allocation) happens before the first write or
   // is undone, so the key and the session are stored together or not at all.
   IdempotencyEntry entry{record.session_id, std::string(fingerprint), DeadlineAfter(ttl_ms)};
-  SessionRecord stored = record;
+  auto stored = std::make_shared<SessionRecord>(record);
   auto slot = keys.entries.insert_or_assign(std::string(key), std::move(entry)).first;
   try {
     SessionShard& sessions = session_shards_[ShardOf(record.session_id)];
     std::unique_lock session_lock(sessions.mu);  // lock order: key shard, then session shard
-    stored.revision = NextRevision();
+    stored->revision = NextRevision();
     if (sessions.sessions.insert_or_assign(record.session_id, std::move(stored)).second) {
       membership_.fetch_add(1, std::memory_order_relaxed);
     }
@@ -308,7 +317,8 @@ absl::StatusOr<LeaseGrant> MemoryStore::AcquireLease(std::string_view key, std::
   std::lock_guard lock(shard.mu);
   const int64_t now = NowMs();
   const Lease* held = nullptr;
-  std::optional<LeaseGrant> grant = AcquireLocked(shard, key, owner, ttl_ms, now, &held);
+  std::optional<LeaseGrant> grant =
+      AcquireLocked(shard, key, owner, ttl_ms, now, /*may_renew=*/true, &held);
   if (!grant) {
     return BusyError(fmt::format("lease '{}' is held by '{}' for another {} ms", key, held->owner,
                                  held->expires_at_ms - now));
@@ -318,13 +328,14 @@ absl::StatusOr<LeaseGrant> MemoryStore::AcquireLease(std::string_view key, std::
 
 std::optional<LeaseGrant> MemoryStore::AcquireLocked(LeaseShard& shard, std::string_view key,
                                                      std::string_view owner, int64_t ttl_ms,
-                                                     int64_t now, const Lease** busy) {
+                                                     int64_t now, bool may_renew,
+                                                     const Lease** busy) {
   MaybeSweep(shard.leases, shard.sweep_at, kMinSweepSize,
              [now](const Lease& lease) { return now >= lease.expires_at_ms; });
   auto it = shard.leases.find(ToAbsl(key));
   if (it != shard.leases.end() && now < it->second.expires_at_ms) {
     Lease& held = it->second;
-    if (held.owner != owner) {
+    if (!may_renew || held.owner != owner) {
       if (busy != nullptr) *busy = &held;
       return std::nullopt;
     }
@@ -344,7 +355,7 @@ std::optional<LeaseGrant> MemoryStore::AcquireLocked(LeaseShard& shard, std::str
 }
 
 absl::StatusOr<FirstLeaseGrant> MemoryStore::AcquireFirstFreeLease(
-    std::span<const std::string> keys, std::string_view owner, int64_t ttl_ms) {
+    std::span<const std::string_view> keys, std::string_view owner, int64_t ttl_ms) {
   XG2G_RETURN_IF_ERROR(store_internal::ValidateFirstFreeArgs(keys, owner, ttl_ms));
   // Every lease shard locked at once, in index order (nothing else holds two),
   // so that the walk pays one lock per shard rather than one per key.
@@ -357,7 +368,7 @@ absl::StatusOr<FirstLeaseGrant> MemoryStore::AcquireFirstFreeLease(
     LeaseShard& shard = lease_shards_[ShardOf(keys[i])];
     // The analysis cannot see the locks taken in the loop above.
     std::optional<LeaseGrant> grant = [&]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      return AcquireLocked(shard, keys[i], owner, ttl_ms, now, nullptr);
+      return AcquireLocked(shard, keys[i], owner, ttl_ms, now, /*may_renew=*/false, nullptr);
     }();
     if (grant) return FirstLeaseGrant{i, *grant};
   }

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
@@ -74,7 +75,7 @@ class MemoryStore final : public Store {
   absl::StatusOr<LeaseInfo> GetLease(std::string_view key) override;
   absl::StatusOr<std::vector<LeaseInfo>> ListLeases() override;
   // Locks the lease shards once and looks each key up in turn.
-  absl::StatusOr<FirstLeaseGrant> AcquireFirstFreeLease(std::span<const std::string> keys,
+  absl::StatusOr<FirstLeaseGrant> AcquireFirstFreeLease(std::span<const std::string_view> keys,
                                                         std::string_view owner,
                                                         int64_t ttl_ms) override;
 
@@ -90,9 +91,13 @@ class MemoryStore final : public Store {
   template <typename V>
   using OrderedMap = std::map<std::string, V, std::less<>>;
 
+  // Records are immutable once stored (a write stores a new one), and shared:
+  // a scan's snapshot or a read copies pointers under the lock and records
+  // after it, so writers wait for pointer copies only.
+  using StoredSession = std::shared_ptr<const SessionRecord>;
   struct SessionShard {
     mutable std::shared_mutex mu;
-    OrderedMap<SessionRecord> sessions ABSL_GUARDED_BY(mu);
+    OrderedMap<StoredSession> sessions ABSL_GUARDED_BY(mu);
   };
 
   struct IdempotencyShard {
@@ -119,12 +124,12 @@ class MemoryStore final : public Store {
 
   static size_t ShardOf(std::string_view key);
 
-  // AcquireLease on a shard whose lock the caller holds. `busy` (optional)
-  // gets the holder's lease when another owner holds it, and then nothing is
-  // granted.
+  // AcquireLease on a shard whose lock the caller holds. Nothing is granted
+  // when the key is held by another owner, or by `owner` itself unless
+  // `may_renew`; then `busy` (optional) gets the holder's lease.
   std::optional<LeaseGrant> AcquireLocked(LeaseShard& shard, std::string_view key,
                                           std::string_view owner, int64_t ttl_ms, int64_t now,
-                                          const Lease** busy)
+                                          bool may_renew, const Lease** busy)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(shard.mu);
 
   // Deadline `ttl_ms` after now, saturating instead of overflowing.

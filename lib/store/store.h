@@ -136,17 +136,17 @@ class Store {
   // The unexpired leases, ordered by key.
   [[nodiscard]] virtual absl::StatusOr<std::vector<LeaseInfo>> ListLeases() = 0;
 
-  // The first of `keys`, in their order, that AcquireLease would grant to
-  // `owner` (free, expired, or held by `owner` already, which renews it),
-  // granted as AcquireLease grants it. Each key is acquired atomically; the
-  // choice among them is not: a key taken by someone else after it was seen
-  // free is passed over for the next. BusyError saying how many keys are held
-  // when none is grantable; InvalidError for an empty list or an invalid key,
-  // owner or ttl, with nothing acquired. The default lists the leases once
-  // and tries the keys not held by another owner; backends with a cheaper
-  // way to find a free key override it.
+  // Grants `owner` the first of `keys`, in their order, that is free (never
+  // acquired, released or expired), with a new token as AcquireLease grants
+  // it. A key held by anyone, `owner` included, is passed over: this takes a
+  // free key, it renews nothing. Each key is acquired atomically; the choice
+  // among them is not: a key taken by someone else after it was seen free is
+  // passed over for the next. BusyError when none is free; InvalidError for
+  // an empty list or an empty key, owner or bad ttl, with nothing acquired.
+  // The default lists the leases once and tries the keys it shows free;
+  // backends with a cheaper way to find a free key override it.
   [[nodiscard]] virtual absl::StatusOr<FirstLeaseGrant> AcquireFirstFreeLease(
-      std::span<const std::string> keys, std::string_view owner, int64_t ttl_ms);
+      std::span<const std::string_view> keys, std::string_view owner, int64_t ttl_ms);
 
   // Reads the whole store and reports what does not add up (a record that
   // does not decode, a listing that disagrees with a scan, a lease without an

@@ -708,6 +708,35 @@ TEST_CASE("a start takes the first free tuner slot in one store step, with no li
   CHECK(f.faults.CallCount("AcquireLease") == 1);  // the service lease only
 }
 
+TEST_CASE("slots this engine's sessions hold are not asked for; one whose lease was lost is found by the listing") {
+  FaultyFixture f({0, 1});
+  StartRequest r;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 2; ++i) {
+    r.service_ref = fmt::format("1:0:1:LOCAL{}", i);
+    auto started = f.engine->Start(r);
+    REQUIRE(started.ok());
+    ids.push_back(started->session_id);
+  }
+  // Slot 0's lease goes behind the engine's back (released elsewhere): the
+  // engine still counts its session on it.
+  REQUIRE(f.inner->ReleaseLease("tuner:0", ids[0]).ok());
+  f.faults.ResetCalls();
+  r.service_ref = "1:0:1:LOCAL-NEXT";
+  auto next = f.engine->Start(r);
+  REQUIRE(next.ok());
+  auto record = f.inner->GetSession(next->session_id);
+  REQUIRE(record.ok());
+  CHECK(record->context_data.at("tuner_slot") == "0");
+  // Both slots are held here, so the store was not asked for a free one;
+  // the listing found slot 0 free.
+  CHECK(f.faults.CallCount("AcquireFirstFreeLease") == 0);
+  CHECK(f.faults.CallCount("ListLeases") == 1);
+  auto lease = f.inner->GetLease("tuner:0");
+  REQUIRE(lease.ok());
+  CHECK(lease->owner == next->session_id);
+}
+
 TEST_CASE("a session that has ended but not yet released its leases does not block a start") {
   Fixture f(ManualOptions({0}));
   auto first = f.engine->Start(f.Request());

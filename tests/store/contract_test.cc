@@ -950,7 +950,7 @@ TEST_CASE("acquiring the first free lease of many takes the first grantable key 
   StoreHarness h;
   Store& store = h.store();
   // Not byte order: the caller's order decides.
-  const std::vector<std::string> keys = {"tuner:10", "tuner:2", "tuner:0", "tuner:7"};
+  const std::vector<std::string_view> keys = {"tuner:10", "tuner:2", "tuner:0", "tuner:7"};
   REQUIRE_OK(store.AcquireLease("tuner:10", "daemon-b", HarnessLongTtl()));
   REQUIRE_OK(store.AcquireLease("tuner:2", "daemon-c", HarnessLongTtl()));
 
@@ -980,26 +980,30 @@ TEST_CASE("acquiring the first free lease of many takes the first grantable key 
   CHECK(second->grant.fencing_token != first->grant.fencing_token);
 }
 
-TEST_CASE("acquiring the first free lease counts a key the owner holds as grantable and renews it") {
+TEST_CASE("acquiring the first free lease passes over a key the owner holds already") {
   StoreHarness h;
   Store& store = h.store();
-  const std::vector<std::string> keys = {"tuner:0", "tuner:1", "tuner:2"};
+  const std::vector<std::string_view> keys = {"tuner:0", "tuner:1", "tuner:2"};
   REQUIRE_OK(store.AcquireLease("tuner:0", "daemon-b", HarnessLongTtl()));
   auto own = store.AcquireLease("tuner:1", "daemon-a", HarnessLongTtl());
   REQUIRE_OK(own);
-  h.AdvanceMs(h.fake_time() ? 1'000 : 2);
-  auto again = store.AcquireFirstFreeLease(keys, "daemon-a", HarnessLongTtl());
-  REQUIRE_OK(again);
-  CHECK(again->index == 1);
-  CHECK(again->grant.fencing_token == own->fencing_token);
-  CHECK(again->grant.expires_at_ms > own->expires_at_ms);
-  CHECK_ERROR(store.GetLease("tuner:2"), ErrorCode::kNotFound, "tuner:2");
+  auto next = store.AcquireFirstFreeLease(keys, "daemon-a", HarnessLongTtl());
+  REQUIRE_OK(next);
+  CHECK(next->index == 2);
+  CHECK(next->grant.fencing_token != own->fencing_token);
+  auto kept = store.GetLease("tuner:1");
+  REQUIRE_OK(kept);
+  CHECK(kept->fencing_token == own->fencing_token);
+  CHECK(kept->expires_at_ms == own->expires_at_ms);  // not renewed
+  const std::vector<std::string_view> only_own = {"tuner:1"};
+  CHECK_ERROR(store.AcquireFirstFreeLease(only_own, "daemon-a", HarnessLongTtl()),
+              ErrorCode::kBusy, "held");
 }
 
 TEST_CASE("acquiring the first free lease takes an expired key, with a greater token") {
   StoreHarness h;
   Store& store = h.store();
-  const std::vector<std::string> keys = {"tuner:0", "tuner:1"};
+  const std::vector<std::string_view> keys = {"tuner:0", "tuner:1"};
   auto old = store.AcquireLease("tuner:0", "daemon-b", h.ShortTtlMs());
   REQUIRE_OK(old);
   REQUIRE_OK(store.AcquireLease("tuner:1", "daemon-c", HarnessLongTtl()));
@@ -1015,15 +1019,15 @@ TEST_CASE("acquiring the first free lease takes an expired key, with a greater t
 TEST_CASE("acquiring the first free lease when every key is held fails with EBUSY and changes nothing") {
   StoreHarness h;
   Store& store = h.store();
-  const std::vector<std::string> keys = {"tuner:0", "tuner:1", "tuner:2"};
-  for (const std::string& key : keys) {
+  const std::vector<std::string_view> keys = {"tuner:0", "tuner:1", "tuner:2"};
+  for (std::string_view key : keys) {
     REQUIRE_OK(store.AcquireLease(key, "daemon-b", HarnessLongTtl()));
   }
   auto before = store.ListLeases();
   REQUIRE_OK(before);
   CHECK_ERROR(store.AcquireFirstFreeLease(keys, "daemon-a", HarnessLongTtl()), ErrorCode::kBusy,
               "all 3 leases");
-  const std::vector<std::string> one = {"tuner:1"};
+  const std::vector<std::string_view> one = {"tuner:1"};
   CHECK_ERROR(store.AcquireFirstFreeLease(one, "daemon-a", HarnessLongTtl()), ErrorCode::kBusy,
               "held by another owner");
   auto after = store.ListLeases();
@@ -1040,10 +1044,10 @@ TEST_CASE("acquiring the first free lease when every key is held fails with EBUS
 TEST_CASE("acquiring the first free lease with bad arguments fails with EINVAL and acquires nothing") {
   StoreHarness h;
   Store& store = h.store();
-  const std::vector<std::string> keys = {"tuner:0", "tuner:1"};
+  const std::vector<std::string_view> keys = {"tuner:0", "tuner:1"};
   CHECK_ERROR(store.AcquireFirstFreeLease({}, "daemon-a", HarnessLongTtl()), ErrorCode::kInvalid,
               "empty");
-  const std::vector<std::string> with_empty = {"tuner:0", ""};
+  const std::vector<std::string_view> with_empty = {"tuner:0", ""};
   CHECK_ERROR(store.AcquireFirstFreeLease(with_empty, "daemon-a", HarnessLongTtl()),
               ErrorCode::kInvalid, "key #2 is empty");
   CHECK_ERROR(store.AcquireFirstFreeLease(keys, "", HarnessLongTtl()), ErrorCode::kInvalid,
@@ -1418,8 +1422,9 @@ TEST_CASE("threads racing for the first free of a few leases: each key goes to o
   Store& store = h.store();
   constexpr int kThreads = 16;
   constexpr size_t kKeys = 6;
-  std::vector<std::string> keys;
-  for (size_t i = 0; i < kKeys; ++i) keys.push_back(fmt::format("tuner:{}", i));
+  std::vector<std::string> names;
+  for (size_t i = 0; i < kKeys; ++i) names.push_back(fmt::format("tuner:{}", i));
+  const std::vector<std::string_view> keys(names.begin(), names.end());
   std::vector<absl::StatusOr<FirstLeaseGrant>> results(kThreads, InternalError("did not run"));
   std::barrier sync(kThreads);
   std::vector<std::thread> threads;

@@ -80,7 +80,7 @@ std::vector<NamedCall> EveryMethod() {
       {"ListLeases", [](Store& s) { return StatusOf(s.ListLeases()); }},
       {"AcquireFirstFreeLease",
        [](Store& s) {
-         const std::vector<std::string> keys = {"tuner:0", "tuner:2"};
+         const std::vector<std::string_view> keys = {"tuner:0", "tuner:2"};
          return StatusOf(s.AcquireFirstFreeLease(keys, "me", kTtl));
        }},
   };
