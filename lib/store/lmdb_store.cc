@@ -2419,6 +2419,39 @@ absl::StatusOr<LeaseInfo> LmdbStore::GetLease(std::string_view key) {
   return info;
 }
 
+absl::StatusOr<FirstLeaseGrant> LmdbStore::AcquireFirstFreeLease(
+    std::span<const std::string_view> keys, std::string_view owner, int64_t ttl_ms) {
+  XG2G_RETURN_IF_ERROR(store_internal::ValidateFirstFreeArgs(keys, owner, ttl_ms));
+  Env& env = *env_;
+  size_t from = 0;
+  while (from < keys.size()) {
+    size_t free = keys.size();
+    XG2G_RETURN_IF_ERROR(Read(env, [&](MDB_txn* txn) -> absl::Status {
+      const int64_t now = NowMs();
+      for (size_t i = from; i < keys.size(); ++i) {
+        const DbKey db_key(keys[i]);
+        MDB_val val;
+        XG2G_ASSIGN_OR_RETURN(const bool found,
+                              Get(env, txn, env.leases, db_key.val(), val, "a lease"));
+        if (found) {
+          XG2G_ASSIGN_OR_RETURN(const LeaseRecord held, DecodeLease(keys[i], ViewOf(val)));
+          XG2G_RETURN_IF_ERROR(CheckFullKey("lease", keys[i], db_key, held));
+          if (now < held.expires_at_ms) continue;
+        }
+        free = i;
+        return absl::OkStatus();
+      }
+      return absl::OkStatus();
+    }));
+    if (free == keys.size()) break;
+    auto grant = AcquireLease(keys[free], owner, ttl_ms);
+    if (grant.ok()) return FirstLeaseGrant{free, *grant};
+    if (CodeOf(grant.status()) != ErrorCode::kBusy) return grant.status();
+    from = free + 1;  // taken since the read: search on past it
+  }
+  return store_internal::NoFreeLease(keys.size());
+}
+
 absl::StatusOr<std::vector<LeaseInfo>> LmdbStore::ListLeases() {
   Env& env = *env_;
   std::vector<LeaseInfo> leases;

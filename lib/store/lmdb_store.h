@@ -170,6 +170,11 @@ class LmdbStore final : public Store {
   absl::Status ReleaseLease(std::string_view key, std::string_view owner) override;
   absl::StatusOr<LeaseInfo> GetLease(std::string_view key) override;
   absl::StatusOr<std::vector<LeaseInfo>> ListLeases() override;
+  // One read transaction finds the first key free (absent or expired);
+  // AcquireLease takes it; a key taken meanwhile sends the search on past it.
+  absl::StatusOr<FirstLeaseGrant> AcquireFirstFreeLease(std::span<const std::string_view> keys,
+                                                        std::string_view owner,
+                                                        int64_t ttl_ms) override;
   // The interface's checks plus CheckConsistency's, with the key count.
   absl::StatusOr<StoreCheckReport> Check() override;
 

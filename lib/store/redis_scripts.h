@@ -222,6 +222,28 @@ redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', int(now))
 return {2, t, d}
 )lua";
 
+// KEYS: lease index. ARGV: lease keys, in the caller's order.
+// -> the position (from 1) of the first key the index shows free (absent, or
+//    its deadline passed), or 0 when every one is held. Reads only: the
+//    caller acquires that key with kAcquireLease, which checks again.
+inline constexpr std::string_view kFirstFreeLease = R"lua(
+local now = now_ms()
+if not expect(KEYS[1], 'zset') then
+  if #ARGV > 0 then return 1 end
+  return 0
+end
+local chunk = 256
+for first = 1, #ARGV, chunk do
+  local last = math.min(first + chunk - 1, #ARGV)
+  local scores = redis.call('ZMSCORE', KEYS[1], unpack(ARGV, first, last))
+  for i = first, last do
+    local s = scores[i - first + 1]
+    if not s or tonumber(s) <= now then return i end
+  end
+end
+return 0
+)lua";
+
 // KEYS: lease, lease index. ARGV: lease key, owner, ttl_ms.
 // -> {0} not held; {1, holder} held by another owner; {2, token, exp} renewed
 inline constexpr std::string_view kRenewLease = R"lua(

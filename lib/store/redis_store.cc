@@ -378,6 +378,7 @@ RedisStore::RedisStore(const RedisOptions& options)
   scripts_[kRelease].source = with_preamble(redis_scripts::kReleaseLease);
   scripts_[kGetLeaseScript].source = with_preamble(redis_scripts::kGetLease);
   scripts_[kListLeasesScript].source = with_preamble(redis_scripts::kListLeases);
+  scripts_[kFirstFreeScript].source = with_preamble(redis_scripts::kFirstFreeLease);
 }
 
 RedisStore::~RedisStore() = default;
@@ -878,6 +879,31 @@ absl::StatusOr<std::vector<LeaseInfo>> RedisStore::ListLeases() {
   std::sort(out.begin(), out.end(),
             [](const LeaseInfo& a, const LeaseInfo& b) { return a.key < b.key; });
   return out;
+}
+
+absl::StatusOr<FirstLeaseGrant> RedisStore::AcquireFirstFreeLease(
+    std::span<const std::string_view> keys, std::string_view owner, int64_t ttl_ms) {
+  XG2G_RETURN_IF_ERROR(store_internal::ValidateFirstFreeArgs(keys, owner, ttl_ms));
+  const std::string index = LeaseIndexKey();
+  size_t from = 0;
+  while (from < keys.size()) {
+    const std::vector<std::string_view> rest(keys.begin() + static_cast<ptrdiff_t>(from),
+                                             keys.end());
+    XG2G_ASSIGN_OR_RETURN(RedisReplyPtr reply,
+                          Eval(kFirstFreeScript, {index}, rest, "the first free lease"));
+    int64_t position = 0;
+    if (!ReadInt(*reply, position) || position < 0 ||
+        static_cast<size_t>(position) > rest.size()) {
+      return Unexpected(where(), "the first free lease");
+    }
+    if (position == 0) break;
+    const size_t i = from + static_cast<size_t>(position) - 1;
+    auto grant = AcquireLease(keys[i], owner, ttl_ms);
+    if (grant.ok()) return FirstLeaseGrant{i, *grant};
+    if (CodeOf(grant.status()) != ErrorCode::kBusy) return grant.status();
+    from = i + 1;  // taken since the index was read: search on past it
+  }
+  return store_internal::NoFreeLease(keys.size());
 }
 
 }  // namespace xg2g

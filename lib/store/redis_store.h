@@ -85,6 +85,11 @@ class RedisStore final : public Store {
   absl::Status ReleaseLease(std::string_view key, std::string_view owner) override;
   absl::StatusOr<LeaseInfo> GetLease(std::string_view key) override;
   absl::StatusOr<std::vector<LeaseInfo>> ListLeases() override;
+  // One read of the lease index (ZMSCORE) names the first key it shows free;
+  // AcquireLease takes it; a key taken meanwhile sends the search on past it.
+  absl::StatusOr<FirstLeaseGrant> AcquireFirstFreeLease(std::span<const std::string_view> keys,
+                                                        std::string_view owner,
+                                                        int64_t ttl_ms) override;
 
   // The server's clock (TIME) in Unix milliseconds, one round trip. While the
   // server is unreachable: this machine's monotonic clock plus the offset
@@ -118,6 +123,7 @@ class RedisStore final : public Store {
     kRelease,
     kGetLeaseScript,
     kListLeasesScript,
+    kFirstFreeScript,
     kScriptCount,
   };
   struct Script {
