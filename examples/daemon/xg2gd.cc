@@ -26,12 +26,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <deque>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <xg2g/xg2g.h>
@@ -65,6 +68,60 @@ std::string LibError(const char* step, xg2g_status rc) {
 // ---------------------------------------------------------------------------
 // What the daemon runs: store, engine, handler, listener.
 
+// Threads that answer the requests which write to a store whose writes block
+// (a durable LMDB commit waits for the disk). libmicrohttpd keeps a
+// connection on one of its threads for good, so a write answered there would
+// hold up every other connection of that thread; handed over here, the
+// connection is suspended meanwhile and its thread goes on serving the
+// others (reads).
+class Workers {
+ public:
+  void Start(unsigned int count) {
+    for (unsigned int i = 0; i < count; ++i) threads_.emplace_back([this] { Run(); });
+  }
+  // False once Stop has begun: the caller answers the request itself.
+  bool Submit(std::function<void()> task) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_ || threads_.empty()) return false;
+      tasks_.push_back(std::move(task));
+    }
+    wake_.notify_one();
+    return true;
+  }
+  // Runs what was submitted, then joins the threads.
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    for (std::thread& t : threads_) t.join();
+    threads_.clear();
+  }
+
+ private:
+  void Run() {
+    for (;;) {
+      std::function<void()> task;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        wake_.wait(lock, [&] { return stopping_ || !tasks_.empty(); });
+        if (tasks_.empty()) return;  // stopping, nothing left
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      }
+      task();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::deque<std::function<void()>> tasks_;  // guarded by mu_
+  bool stopping_ = false;                    // guarded by mu_
+  std::vector<std::thread> threads_;
+};
+
 struct Daemon {
   Settings settings;
   std::string config_path;  // --config, re-read on SIGHUP
@@ -80,23 +137,37 @@ struct Daemon {
   std::atomic<int> in_flight{0};
   std::mutex mu;
   std::condition_variable idle;
+  // Set when the store's writes block (LMDB): they are answered by `workers`.
+  bool hand_over_writes = false;
+  Workers workers;
   std::atomic<bool> closing{false};
 };
 
 // One request while libmicrohttpd delivers it.
 struct Request {
-  Daemon* daemon;
+  Daemon* daemon = nullptr;
   std::string target;  // the raw request target: path and query
   std::string body;
   bool counted = false;
   bool headers_seen = false;  // the first handler call (headers only) is over
+  // A request handed to the workers: what they need of it, copied while the
+  // connection was ours, and their answer, read back after the resume.
+  std::vector<std::pair<std::string, std::string>> header_copies;
+  std::string method, peer;
+  xg2g_http_response* answer = nullptr;
+  xg2g_status answer_rc = XG2G_OK;
+  std::string answer_error;  // the workers' LibError when answer_rc is not OK
+  bool handed_over = false;
+  bool answer_here = false;  // the workers were stopping: answered on this thread
 };
 
 // libmicrohttpd hands over the raw request line's URI here, before it parses
 // it: the handler wants the target exactly as sent (its own query parsing).
 void* OnUri(void* cls, const char* uri, MHD_Connection*) {
   auto* daemon = static_cast<Daemon*>(cls);
-  auto* request = new Request{daemon, uri ? uri : "", {}, false, false};
+  auto* request = new Request;
+  request->daemon = daemon;
+  request->target = uri ? uri : "";
   const int in_flight = daemon->in_flight.fetch_add(1) + 1;
   request->counted = true;
   // The count only: the target may carry a query token.
@@ -154,6 +225,21 @@ MHD_Result Plain(MHD_Connection* connection, unsigned int status, const char* te
   return queued;
 }
 
+// The library's answer to one request.
+xg2g_status Handle(Daemon* daemon, const char* method, const Request& request,
+                   const std::vector<xg2g_http_header>& headers, const std::string& peer,
+                   xg2g_http_response** answer) {
+  xg2g_http_request req = XG2G_HTTP_REQUEST_INIT;
+  req.method = method;
+  req.target = request.target.c_str();
+  req.headers = headers.data();
+  req.header_count = headers.size();
+  req.body = request.body.data();
+  req.body_size = request.body.size();
+  req.peer_ip = peer.c_str();
+  return xg2g_http_handler_handle(answer, daemon->handler, &req);
+}
+
 // The access handler. libmicrohttpd calls it first with the headers (we
 // answer nothing yet, so keep-alive and "100 Continue" work), then with each
 // piece of the body, then once more with none: that call answers.
@@ -176,22 +262,47 @@ MHD_Result OnRequest(void* cls, MHD_Connection* connection, const char*, const c
     return MHD_YES;
   }
 
-  std::vector<xg2g_http_header> headers;
-  MHD_get_connection_values(connection, MHD_HEADER_KIND, &CollectHeader, &headers);
-  const std::string peer = PeerIp(connection);
-  xg2g_http_request req = XG2G_HTTP_REQUEST_INIT;
-  req.method = method;
-  req.target = request->target.c_str();
-  req.headers = headers.data();
-  req.header_count = headers.size();
-  req.body = request->body.data();
-  req.body_size = request->body.size();
-  req.peer_ip = peer.c_str();
-
   xg2g_http_response* answer = nullptr;
-  xg2g_status rc = xg2g_http_handler_handle(&answer, daemon->handler, &req);
+  xg2g_status rc = XG2G_OK;
+  if (request->handed_over) {
+    // Called again after the workers answered and resumed the connection.
+    answer = std::exchange(request->answer, nullptr);
+    rc = request->answer_rc;
+  } else if (daemon->hand_over_writes && !request->answer_here &&
+             std::strcmp(method, "GET") != 0 && std::strcmp(method, "HEAD") != 0) {
+    std::vector<xg2g_http_header> found;
+    MHD_get_connection_values(connection, MHD_HEADER_KIND, &CollectHeader, &found);
+    for (const xg2g_http_header& h : found) request->header_copies.emplace_back(h.name, h.value);
+    request->method = method;
+    request->peer = PeerIp(connection);
+    request->handed_over = true;
+    MHD_suspend_connection(connection);
+    const bool queued = daemon->workers.Submit([daemon, request, connection] {
+      std::vector<xg2g_http_header> headers;
+      headers.reserve(request->header_copies.size());
+      for (const auto& [name, value] : request->header_copies) {
+        headers.push_back(xg2g_http_header{name.c_str(), value.c_str()});
+      }
+      request->answer_rc = Handle(daemon, request->method.c_str(), *request, headers,
+                                  request->peer, &request->answer);
+      if (request->answer_rc != XG2G_OK) {
+        request->answer_error = LibError("handle request", request->answer_rc);
+      }
+      MHD_resume_connection(connection);  // the handler runs again and sends it
+    });
+    if (queued) return MHD_YES;
+    // Shutting down: answered here once libmicrohttpd calls again.
+    request->handed_over = false;
+    request->answer_here = true;
+    MHD_resume_connection(connection);
+    return MHD_YES;
+  } else {
+    std::vector<xg2g_http_header> headers;
+    MHD_get_connection_values(connection, MHD_HEADER_KIND, &CollectHeader, &headers);
+    rc = Handle(daemon, method, *request, headers, PeerIp(connection), &answer);
+  }
   if (rc != XG2G_OK) {
-    Log(3, LibError("handle request", rc));
+    Log(3, request->handed_over ? request->answer_error : LibError("handle request", rc));
     return Plain(connection, 500, "internal error\n");
   }
   size_t size = 0;
@@ -438,7 +549,15 @@ int Run(Daemon& d) {
     return code;
   }
 
-  unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+  // Writes to LMDB wait for the disk: they go to worker threads (see
+  // Workers), many of them, so that concurrent durable writes share a commit
+  // (group commit). On Redis every call, reads included, is a round trip:
+  // handing the writes over measured no better there (docs/PERFORMANCE.md).
+  d.hand_over_writes = s.Get("XG2G_STORE").rfind("lmdb:", 0) == 0;
+  constexpr unsigned int kWriteWorkers = 16;
+  if (d.hand_over_writes) d.workers.Start(kWriteWorkers);
+  unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+                       MHD_ALLOW_SUSPEND_RESUME;
   if (addr.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
   if (!d.tls_cert_pem.empty()) flags |= MHD_USE_TLS;
   // Store calls block their thread (a sync on LMDB, a round trip on Redis)
@@ -459,6 +578,7 @@ int Run(Daemon& d) {
       d.tls_cert_pem.empty() ? MHD_OPTION_END : MHD_OPTION_HTTPS_MEM_CERT, d.tls_cert_pem.c_str(),
       MHD_OPTION_HTTPS_MEM_KEY, d.tls_key_pem.c_str(), MHD_OPTION_END);
   if (d.http == nullptr) {
+    d.workers.Stop();
     Log(3, "XG2G_LISTEN: cannot listen on " + s.Get("XG2G_LISTEN"));
     return 1;
   }
@@ -520,6 +640,8 @@ int Run(Daemon& d) {
                  " request(s) still open after 20 s; closing them");
     }
   }
+  // Before the daemon stops: every connection handed over is resumed.
+  d.workers.Stop();
   MHD_stop_daemon(d.http);
   d.http = nullptr;
   xg2g_http_handler_destroy(d.handler);

@@ -282,6 +282,56 @@ def test_many_keep_alive_connections_are_all_answered(daemons):
             s.close()
 
 
+def test_writes_answered_by_workers_on_keep_alive_connections(daemons):
+    # On LMDB the daemon hands each write to a worker thread and suspends its
+    # connection meanwhile. Many keep-alive connections mixing starts, reads
+    # and stops: every answer comes back on its own connection, in order, and
+    # the connection goes on serving requests after a write.
+    d = daemons({"XG2G_TUNER_SLOTS": "0-63", "XG2G_RATELIMIT_WHITELIST": "127.0.0.1"})
+    clients, rounds = 16, 6
+    failures = []
+
+    def client(n):
+        conn = http.client.HTTPConnection("127.0.0.1", d.port, timeout=30)
+        headers = {"Authorization": f"Bearer {WRITER}", "Content-Type": "application/json"}
+        try:
+            for r in range(rounds):
+                ref = f"1:0:1:{n}:{r}"
+                body = json.dumps({"type": "stream.start", "serviceRef": ref})
+                conn.request("POST", "/api/v3/intents", body, headers)
+                resp = conn.getresponse()
+                doc = json.loads(resp.read())
+                if resp.status != 202:
+                    failures.append(f"{ref}: start {resp.status} {doc}")
+                    return
+                sid = doc["sessionId"]
+                conn.request("GET", f"/api/v3/sessions/{sid}", headers=headers)
+                resp = conn.getresponse()
+                got = json.loads(resp.read())
+                if resp.status != 200 or got.get("sessionId") != sid or got.get("serviceRef") != ref:
+                    failures.append(f"{ref}: read {resp.status} {got}")
+                    return
+                body = json.dumps({"type": "stream.stop", "sessionId": sid})
+                conn.request("POST", "/api/v3/intents", body, headers)
+                resp = conn.getresponse()
+                doc = json.loads(resp.read())
+                if resp.status != 202 or doc.get("sessionId") != sid:
+                    failures.append(f"{ref}: stop {resp.status} {doc}")
+                    return
+        except Exception as e:  # reported below with the others
+            failures.append(f"client {n}: {e!r}")
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads), "a client got no answer within 60 s"
+    assert failures == []
+
+
 def wait_for_log(d, pattern, timeout=10):
     """Waits until the daemon's log matches `pattern` (a regex); returns the match."""
     deadline = time.monotonic() + timeout
