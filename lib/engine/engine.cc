@@ -712,6 +712,10 @@ absl::StatusOr<StopResult> Engine::Stop(std::string_view session_id) {
 }
 
 void Engine::Heartbeat() {
+  struct Renewal {
+    std::string id, service_key, tuner_key;
+  };
+  std::vector<Renewal> live;
   std::vector<std::string> ids;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -734,17 +738,31 @@ void Engine::Heartbeat() {
       continue;
     }
     if (record->state == SessionState::kStopping) QueueHostStop(id);
+    live.push_back(Renewal{id, ServiceLeaseKey(record->service_ref),
+                           TunerLeaseKey(SlotOf(*record))});
+  }
+  if (live.empty()) return;
 
+  // Every lease of every live session renewed in one store call (one write
+  // transaction and one sync on LMDB, instead of two per session).
+  std::vector<LeaseRef> refs;
+  refs.reserve(2 * live.size());
+  for (const Renewal& r : live) {
+    refs.push_back(LeaseRef{r.service_key, r.id});
+    refs.push_back(LeaseRef{r.tuner_key, r.id});
+  }
+  auto renewed = store_->RenewLeases(refs, options_.lease_ttl_ms);
+  if (!renewed.ok() || renewed->size() != refs.size()) return;  // try again next beat
+  for (size_t i = 0; i < live.size(); ++i) {
     bool lost = false;
-    for (const std::string& key : {ServiceLeaseKey(record->service_ref),
-                                   TunerLeaseKey(SlotOf(*record))}) {
-      auto renewed = store_->RenewLease(key, id, options_.lease_ttl_ms);
-      if (!renewed.ok()) {
-        const ErrorCode code = CodeOf(renewed.status());
-        if (code == ErrorCode::kNotFound || code == ErrorCode::kConflict) lost = true;
-      }
+    for (size_t j = 2 * i; j < 2 * i + 2; ++j) {
+      const absl::StatusOr<LeaseGrant>& answer = (*renewed)[j];
+      if (answer.ok()) continue;
+      const ErrorCode code = CodeOf(answer.status());
+      if (code == ErrorCode::kNotFound || code == ErrorCode::kConflict) lost = true;
     }
     if (!lost) continue;
+    const std::string& id = live[i].id;
     // Counted only when it changed the session: a stop on another thread may
     // have ended it and released its leases since it was read above.
     bool changed = false;

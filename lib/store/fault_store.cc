@@ -30,6 +30,7 @@ std::string_view FaultInjectingStore::NameOf(Method method) {
     case Method::kGetLease: return "GetLease";
     case Method::kListLeases: return "ListLeases";
     case Method::kAcquireFirstFreeLease: return "AcquireFirstFreeLease";
+    case Method::kRenewLeases: return "RenewLeases";
     case Method::kCount: break;
   }
   return "?";
@@ -45,6 +46,7 @@ bool FaultInjectingStore::IsWrite(Method method) {
     case Method::kAcquireLease:
     case Method::kAcquireFirstFreeLease:
     case Method::kRenewLease:
+    case Method::kRenewLeases:
     case Method::kReleaseLease:
       return true;
     default:
@@ -266,6 +268,12 @@ absl::StatusOr<FirstLeaseGrant> FaultInjectingStore::AcquireFirstFreeLease(
     std::span<const std::string_view> keys, std::string_view owner, int64_t ttl_ms) {
   XG2G_RETURN_IF_ERROR(Admit(Method::kAcquireFirstFreeLease));
   return inner_->AcquireFirstFreeLease(keys, owner, ttl_ms);
+}
+
+absl::StatusOr<std::vector<absl::StatusOr<LeaseGrant>>> FaultInjectingStore::RenewLeases(
+    std::span<const LeaseRef> leases, int64_t ttl_ms) {
+  XG2G_RETURN_IF_ERROR(Admit(Method::kRenewLeases));
+  return inner_->RenewLeases(leases, ttl_ms);
 }
 
 int64_t FaultInjectingStore::NowMs() const { return inner_->NowMs(); }

@@ -66,8 +66,8 @@ class FaultInjectingStore final : public Store {
   // goes down in the middle of an operation and stays down.
   void FailFromNthCall(int64_t n);
   // Fails PutSession, UpdateSession, DeleteSession, PutSessionWithIdempotency,
-  // DeleteIdempotency, AcquireLease, AcquireFirstFreeLease, RenewLease and
-  // ReleaseLease; reads go through.
+  // DeleteIdempotency, AcquireLease, AcquireFirstFreeLease, RenewLease,
+  // RenewLeases and ReleaseLease; reads go through.
   void FailWrites();
   void FailAll();
   // Fails every call made once the clock's MonotonicMs() has reached now +
@@ -126,6 +126,8 @@ class FaultInjectingStore final : public Store {
   absl::StatusOr<FirstLeaseGrant> AcquireFirstFreeLease(std::span<const std::string_view> keys,
                                                         std::string_view owner,
                                                         int64_t ttl_ms) override;
+  absl::StatusOr<std::vector<absl::StatusOr<LeaseGrant>>> RenewLeases(
+      std::span<const LeaseRef> leases, int64_t ttl_ms) override;
   int64_t NowMs() const override;
 
  private:
@@ -145,6 +147,7 @@ class FaultInjectingStore final : public Store {
     kGetLease,
     kListLeases,
     kAcquireFirstFreeLease,
+    kRenewLeases,
     kCount,
   };
   static constexpr size_t kMethodCount = static_cast<size_t>(Method::kCount);

@@ -2347,34 +2347,89 @@ absl::StatusOr<LeaseGrant> LmdbStore::AcquireLease(std::string_view key, std::st
   return grant;
 }
 
+namespace {
+
+// One renewal inside write transaction `w`, at `now`, to `deadline`. The
+// outer status fails the whole transaction (LMDB trouble, a record that does
+// not decode); the inner one is RenewLease's answer. An expired record is
+// deleted (`expired_deleted`).
+absl::StatusOr<absl::StatusOr<LeaseGrant>> RenewIn(Env& env, WriteTxn& w, std::string_view key,
+                                                   std::string_view owner, int64_t now,
+                                                   int64_t deadline, bool& expired_deleted) {
+  const DbKey db_key(key);
+  MDB_val val;
+  XG2G_ASSIGN_OR_RETURN(const bool found,
+                        Get(env, w.txn, env.leases, db_key.val(), val, "a lease"));
+  if (!found) return absl::StatusOr<LeaseGrant>(LeaseNotHeld(key));
+  XG2G_ASSIGN_OR_RETURN(LeaseRecord lease, DecodeLease(key, ViewOf(val)));
+  XG2G_RETURN_IF_ERROR(CheckFullKey("lease", key, db_key, lease));
+  if (now >= lease.expires_at_ms) {
+    // Renewing does not bring it back; the expired record goes now.
+    XG2G_RETURN_IF_ERROR(Del(w, env.leases, db_key.val(), fmt::format("lease {}", Quoted(key))));
+    expired_deleted = true;
+    return absl::StatusOr<LeaseGrant>(LeaseNotHeld(key));
+  }
+  if (lease.owner != owner) {
+    return absl::StatusOr<LeaseGrant>(LeaseHeldByOther(key, lease.owner, owner));
+  }
+  lease.expires_at_ms = deadline;
+  XG2G_RETURN_IF_ERROR(Put(w, env.leases, db_key.val(), EncodeLease(lease, db_key, key),
+                           fmt::format("lease {}", Quoted(key))));
+  return absl::StatusOr<LeaseGrant>(LeaseGrant{lease.fencing_token, lease.expires_at_ms});
+}
+
+}  // namespace
+
 absl::StatusOr<LeaseGrant> LmdbStore::RenewLease(std::string_view key, std::string_view owner,
                                                  int64_t ttl_ms) {
   XG2G_RETURN_IF_ERROR(ValidateLeaseArgs(key, owner));
   XG2G_RETURN_IF_ERROR(ValidateTtl("lease", key, ttl_ms));
   Env& env = *env_;
-  const DbKey db_key(key);
   LeaseGrant grant;
   XG2G_RETURN_IF_ERROR(Write(env, WriteKind::kAdds, [&](WriteTxn& w) -> absl::Status {
-    MDB_val val;
-    XG2G_ASSIGN_OR_RETURN(const bool found,
-                          Get(env, w.txn, env.leases, db_key.val(), val, "a lease"));
-    if (!found) return LeaseNotHeld(key);
-    XG2G_ASSIGN_OR_RETURN(LeaseRecord lease, DecodeLease(key, ViewOf(val)));
-    XG2G_RETURN_IF_ERROR(CheckFullKey("lease", key, db_key, lease));
-    if (NowMs() >= lease.expires_at_ms) {
-      // Renewing does not bring it back; the expired record goes now.
-      XG2G_RETURN_IF_ERROR(Del(w, env.leases, db_key.val(), fmt::format("lease {}", Quoted(key))));
-      w.commit_on_error = true;
-      return LeaseNotHeld(key);
-    }
-    if (lease.owner != owner) return LeaseHeldByOther(key, lease.owner, owner);
-    lease.expires_at_ms = DeadlineAfter(ttl_ms);
-    XG2G_RETURN_IF_ERROR(Put(w, env.leases, db_key.val(), EncodeLease(lease, db_key, key),
-                             fmt::format("lease {}", Quoted(key))));
-    grant = LeaseGrant{lease.fencing_token, lease.expires_at_ms};
+    bool expired_deleted = false;
+    XG2G_ASSIGN_OR_RETURN(
+        absl::StatusOr<LeaseGrant> answer,
+        RenewIn(env, w, key, owner, NowMs(), DeadlineAfter(ttl_ms), expired_deleted));
+    if (expired_deleted) w.commit_on_error = true;
+    if (!answer.ok()) return answer.status();
+    grant = *answer;
     return absl::OkStatus();
   }));
   return grant;
+}
+
+absl::StatusOr<std::vector<absl::StatusOr<LeaseGrant>>> LmdbStore::RenewLeases(
+    std::span<const LeaseRef> leases, int64_t ttl_ms) {
+  if (ttl_ms <= 0) {
+    return InvalidError(fmt::format("leases: ttl_ms must be > 0, got {}", ttl_ms));
+  }
+  std::vector<absl::StatusOr<LeaseGrant>> answers;
+  if (leases.empty()) return answers;
+  Env& env = *env_;
+  const absl::Status written = Write(env, WriteKind::kAdds, [&](WriteTxn& w) -> absl::Status {
+    answers.clear();  // a round that runs again (a grown map) starts over
+    const int64_t now = NowMs();
+    const int64_t deadline = DeadlineAfter(ttl_ms);
+    for (const LeaseRef& lease : leases) {
+      absl::Status valid = ValidateLeaseArgs(lease.key, lease.owner);
+      if (!valid.ok()) {
+        answers.emplace_back(std::move(valid));
+        continue;
+      }
+      bool expired_deleted = false;
+      XG2G_ASSIGN_OR_RETURN(
+          absl::StatusOr<LeaseGrant> answer,
+          RenewIn(env, w, lease.key, lease.owner, now, deadline, expired_deleted));
+      answers.push_back(std::move(answer));
+    }
+    return absl::OkStatus();
+  });
+  if (!written.ok()) {
+    // Nothing was committed: every renewal answers with the transaction's error.
+    answers.assign(leases.size(), absl::StatusOr<LeaseGrant>(written));
+  }
+  return answers;
 }
 
 absl::Status LmdbStore::ReleaseLease(std::string_view key, std::string_view owner) {

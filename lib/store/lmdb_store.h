@@ -170,6 +170,9 @@ class LmdbStore final : public Store {
   absl::Status ReleaseLease(std::string_view key, std::string_view owner) override;
   absl::StatusOr<LeaseInfo> GetLease(std::string_view key) override;
   absl::StatusOr<std::vector<LeaseInfo>> ListLeases() override;
+  // Every renewal in one write transaction: one sync for all.
+  absl::StatusOr<std::vector<absl::StatusOr<LeaseGrant>>> RenewLeases(
+      std::span<const LeaseRef> leases, int64_t ttl_ms) override;
   // One read transaction finds the first key free (absent or expired);
   // AcquireLease takes it; a key taken meanwhile sends the search on past it.
   absl::StatusOr<FirstLeaseGrant> AcquireFirstFreeLease(std::span<const std::string_view> keys,

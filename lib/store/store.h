@@ -33,6 +33,12 @@ struct FirstLeaseGrant {
   LeaseGrant grant;
 };
 
+// One lease for Store::RenewLeases: its key and the owner renewing it.
+struct LeaseRef {
+  std::string_view key;
+  std::string_view owner;
+};
+
 struct LeaseInfo {
   std::string key;
   std::string owner;
@@ -135,6 +141,15 @@ class Store {
   [[nodiscard]] virtual absl::StatusOr<LeaseInfo> GetLease(std::string_view key) = 0;
   // The unexpired leases, ordered by key.
   [[nodiscard]] virtual absl::StatusOr<std::vector<LeaseInfo>> ListLeases() = 0;
+
+  // RenewLease for each of `leases`, as one step where the backend can (one
+  // write transaction on LMDB, one sync for all): answer i is what
+  // RenewLease(leases[i]...) would have answered, and every renewal stands
+  // on its own (one lease lost does not keep the others from renewing). The
+  // status is an error only for a bad ttl (InvalidError, nothing renewed).
+  // The default calls RenewLease for each.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<absl::StatusOr<LeaseGrant>>> RenewLeases(
+      std::span<const LeaseRef> leases, int64_t ttl_ms);
 
   // Grants `owner` the first of `keys`, in their order, that is free (never
   // acquired, released or expired), with a new token as AcquireLease grants

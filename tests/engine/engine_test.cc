@@ -708,6 +708,41 @@ TEST_CASE("a start takes the first free tuner slot in one store step, with no li
   CHECK(f.faults.CallCount("AcquireLease") == 1);  // the service lease only
 }
 
+TEST_CASE("a heartbeat renews the leases of every live session in one store call; a lost one fails its session") {
+  FaultyFixture f({0, 1, 2});
+  StartRequest r;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    r.service_ref = fmt::format("1:0:1:BEAT{}", i);
+    auto started = f.engine->Start(r);
+    REQUIRE(started.ok());
+    ids.push_back(started->session_id);
+  }
+  f.engine->Poll();  // the host starts them
+  auto before = f.inner->GetLease("tuner:1");
+  REQUIRE(before.ok());
+  // The second session's tuner lease goes behind its back.
+  REQUIRE(f.inner->ReleaseLease("tuner:1", ids[1]).ok());
+  f.faults.ResetCalls();
+  f.clock.AdvanceMs(10'000);  // the heartbeat interval
+  f.engine->Poll();
+  CHECK(f.faults.CallCount("RenewLeases") == 1);
+  CHECK(f.faults.CallCount("RenewLease") == 0);
+  for (int i : {0, 2}) {
+    auto lease = f.inner->GetLease(fmt::format("tuner:{}", i));
+    REQUIRE(lease.ok());
+    CHECK(lease->owner == ids[i]);
+    CHECK(lease->expires_at_ms > before->expires_at_ms);  // renewed
+    auto record = f.inner->GetSession(ids[i]);
+    REQUIRE(record.ok());
+    CHECK_FALSE(IsTerminal(record->state));
+  }
+  auto lost = f.inner->GetSession(ids[1]);
+  REQUIRE(lost.ok());
+  CHECK(lost->state == SessionState::kFailed);
+  CHECK(f.engine->Stats().lease_losses == 1);
+}
+
 TEST_CASE("slots this engine's sessions hold are not asked for; one whose lease was lost is found by the listing") {
   FaultyFixture f({0, 1});
   StartRequest r;

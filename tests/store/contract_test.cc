@@ -1058,6 +1058,63 @@ TEST_CASE("acquiring the first free lease with bad arguments fails with EINVAL a
   CHECK(leases->empty());
 }
 
+// ------------------------------------------------------- renewing many at once
+
+TEST_CASE("renewing many leases at once answers each as RenewLease would and renews only the held ones") {
+  StoreHarness h;
+  Store& store = h.store();
+  auto mine = store.AcquireLease("tuner:0", "daemon-a", HarnessLongTtl());
+  REQUIRE_OK(mine);
+  auto also_mine = store.AcquireLease("service:1", "daemon-a", HarnessLongTtl());
+  REQUIRE_OK(also_mine);
+  auto theirs = store.AcquireLease("tuner:1", "daemon-b", HarnessLongTtl());
+  REQUIRE_OK(theirs);
+  auto short_lived = store.AcquireLease("tuner:2", "daemon-a", h.ShortTtlMs());
+  REQUIRE_OK(short_lived);
+  h.AdvanceTo(short_lived->expires_at_ms);
+  const std::vector<LeaseRef> leases = {{"tuner:0", "daemon-a"},   {"tuner:1", "daemon-a"},
+                                        {"tuner:2", "daemon-a"},   {"tuner:9", "daemon-a"},
+                                        {"service:1", "daemon-a"}, {"", "daemon-a"}};
+  auto answers = store.RenewLeases(leases, HarnessLongTtl());
+  REQUIRE_OK(answers);
+  REQUIRE(answers->size() == leases.size());
+  REQUIRE_OK((*answers)[0]);
+  CHECK((*answers)[0]->fencing_token == mine->fencing_token);
+  CHECK((*answers)[0]->expires_at_ms > mine->expires_at_ms);
+  CHECK_ERROR((*answers)[1], ErrorCode::kConflict, "tuner:1");
+  CHECK_ERROR((*answers)[2], ErrorCode::kNotFound, "tuner:2");  // expired
+  CHECK_ERROR((*answers)[3], ErrorCode::kNotFound, "tuner:9");  // never held
+  REQUIRE_OK((*answers)[4]);
+  CHECK((*answers)[4]->fencing_token == also_mine->fencing_token);
+  CHECK_ERROR((*answers)[5], ErrorCode::kInvalid, "empty");
+
+  // What the answers say is what the store holds now.
+  auto held = store.GetLease("tuner:0");
+  REQUIRE_OK(held);
+  CHECK(held->expires_at_ms == (*answers)[0]->expires_at_ms);
+  auto other = store.GetLease("tuner:1");
+  REQUIRE_OK(other);
+  CHECK(other->owner == "daemon-b");
+  CHECK(other->expires_at_ms == theirs->expires_at_ms);
+  CHECK_ERROR(store.GetLease("tuner:2"), ErrorCode::kNotFound, "tuner:2");
+}
+
+TEST_CASE("renewing many leases with a bad ttl fails with EINVAL and renews nothing; none is fine") {
+  StoreHarness h;
+  Store& store = h.store();
+  auto grant = store.AcquireLease("tuner:0", "daemon-a", HarnessLongTtl());
+  REQUIRE_OK(grant);
+  const std::vector<LeaseRef> leases = {{"tuner:0", "daemon-a"}};
+  h.AdvanceMs(h.fake_time() ? 1'000 : 2);
+  CHECK_ERROR(store.RenewLeases(leases, 0), ErrorCode::kInvalid, "ttl_ms");
+  auto held = store.GetLease("tuner:0");
+  REQUIRE_OK(held);
+  CHECK(held->expires_at_ms == grant->expires_at_ms);
+  auto none = store.RenewLeases({}, HarnessLongTtl());
+  REQUIRE_OK(none);
+  CHECK(none->empty());
+}
+
 TEST_CASE("getting a lease with an empty key fails with EINVAL") {
   StoreHarness h;
   CHECK_ERROR(h.store().GetLease(""), ErrorCode::kInvalid, "lease key");

@@ -773,6 +773,30 @@ TEST_CASE("a cached session overwritten with garbage is ECORRUPT naming its key,
   CHECK(again->reason_detail == Session("victim").reason_detail);
 }
 
+TEST_CASE("renewing many leases at once is one write transaction") {
+  ScratchDir scratch;
+  FakeClock clock;
+  auto store = OpenLmdb(scratch.path(), &clock);
+  std::vector<std::string> keys;
+  for (int i = 0; i < 100; ++i) {
+    keys.push_back(fmt::format("tuner:{}", i));
+    REQUIRE_OK(store->AcquireLease(keys.back(), "daemon-a", 30'000));
+  }
+  std::vector<LeaseRef> leases;
+  for (const std::string& key : keys) leases.push_back(LeaseRef{key, "daemon-a"});
+  clock.AdvanceMs(1'000);
+  const LmdbCommitStats before = store->CommitStats();
+  auto answers = store->RenewLeases(leases, 30'000);
+  REQUIRE_OK(answers);
+  const LmdbCommitStats after = store->CommitStats();
+  CHECK(after.groups == before.groups + 1);
+  CHECK(after.writes == before.writes + 1);
+  for (const auto& answer : *answers) {
+    REQUIRE_OK(answer);
+    CHECK(answer->expires_at_ms == store->NowMs() + 30'000);
+  }
+}
+
 TEST_CASE("writes that wait for the writer lock are committed together, each on its own merits") {
   ScratchDir scratch;
   FakeClock clock;

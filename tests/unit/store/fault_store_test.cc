@@ -83,6 +83,16 @@ std::vector<NamedCall> EveryMethod() {
          const std::vector<std::string_view> keys = {"tuner:0", "tuner:2"};
          return StatusOf(s.AcquireFirstFreeLease(keys, "me", kTtl));
        }},
+      {"RenewLeases",
+       [](Store& s) {
+         const std::vector<LeaseRef> leases = {{"tuner:0", "me"}, {"tuner:1", "me"}};
+         auto answers = s.RenewLeases(leases, kTtl);
+         if (!answers.ok()) return answers.status();
+         for (const auto& answer : *answers) {
+           if (!answer.ok()) return answer.status();
+         }
+         return absl::OkStatus();
+       }},
   };
 }
 
@@ -241,16 +251,17 @@ TEST_CASE("failing every write fails each writing method, leaves the store as it
       CHECK(CodeOf(status) != ErrorCode::kUnavailable);
     }
   }
-  CHECK(writes == 9);
-  CHECK(store.FaultsInjected() == 9);
+  CHECK(writes == 10);
+  CHECK(store.FaultsInjected() == 10);
   CHECK(Snapshot(inner) == before);
   CHECK(inner.GetIdempotency("other-key").ok());
 }
 
-TEST_CASE("the write methods are exactly the nine that change the store") {
+TEST_CASE("the write methods are exactly the ten that change the store") {
   for (std::string_view name : {"PutSession", "UpdateSession", "DeleteSession",
                                 "PutSessionWithIdempotency", "DeleteIdempotency", "AcquireLease",
-                                "AcquireFirstFreeLease", "RenewLease", "ReleaseLease"}) {
+                                "AcquireFirstFreeLease", "RenewLease", "RenewLeases",
+                                "ReleaseLease"}) {
     CHECK_MESSAGE(FaultInjectingStore::IsWriteMethod(name), std::string(name));
   }
   for (std::string_view name : {"GetSession", "ScanSessions", "ListSessions", "GetIdempotency",

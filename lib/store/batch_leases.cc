@@ -1,7 +1,10 @@
-// Store::AcquireFirstFreeLease's default: one listing of the leases, then
-// AcquireLease on the keys it does not show held.
+// The defaults of the store's batch calls: AcquireFirstFreeLease (one
+// listing of the leases, then AcquireLease on the keys it does not show held)
+// and RenewLeases (RenewLease for each).
 #include <string>
 #include <string_view>
+
+#include <fmt/format.h>
 
 #include "absl/container/flat_hash_set.h"
 #include "lib/common/status.h"
@@ -28,6 +31,19 @@ absl::StatusOr<FirstLeaseGrant> Store::AcquireFirstFreeLease(std::span<const std
     // Taken since the listing: the next key.
   }
   return store_internal::NoFreeLease(keys.size());
+}
+
+absl::StatusOr<std::vector<absl::StatusOr<LeaseGrant>>> Store::RenewLeases(
+    std::span<const LeaseRef> leases, int64_t ttl_ms) {
+  if (ttl_ms <= 0) {
+    return InvalidError(fmt::format("leases: ttl_ms must be > 0, got {}", ttl_ms));
+  }
+  std::vector<absl::StatusOr<LeaseGrant>> answers;
+  answers.reserve(leases.size());
+  for (const LeaseRef& lease : leases) {
+    answers.push_back(RenewLease(lease.key, lease.owner, ttl_ms));
+  }
+  return answers;
 }
 
 }  // namespace xg2g
