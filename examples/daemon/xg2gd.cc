@@ -554,7 +554,7 @@ int Run(Daemon& d) {
   // (group commit). On Redis every call, reads included, is a round trip:
   // handing the writes over measured no better there (docs/PERFORMANCE.md).
   d.hand_over_writes = s.Get("XG2G_STORE").rfind("lmdb:", 0) == 0;
-  constexpr unsigned int kWriteWorkers = 16;
+  constexpr unsigned int kWriteWorkers = 64;
   if (d.hand_over_writes) d.workers.Start(kWriteWorkers);
   unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
                        MHD_ALLOW_SUSPEND_RESUME;

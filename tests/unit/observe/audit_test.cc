@@ -270,7 +270,7 @@ TEST_CASE("a JSON lines sink counts a line the stream refuses") {
   std::fclose(full);
 }
 
-TEST_CASE("many threads emitting at once: every line is whole and none is lost") {
+TEST_CASE("many threads emitting at once: every line is whole, none is lost, each thread's in order") {
   TempPath path;
   constexpr int kThreads = 16;
   constexpr int kEach = 200;
@@ -301,7 +301,9 @@ TEST_CASE("many threads emitting at once: every line is whole and none is lost")
   CHECK(ends_with_newline);
   REQUIRE(lines.size() == static_cast<size_t>(kThreads * kEach));
   std::vector<std::vector<int>> seen(kThreads, std::vector<int>(kEach, 0));
+  std::vector<int> last(kThreads, -1);
   int bad = 0;
+  int out_of_order = 0;  // a thread's lines keep the order of its Emit calls
   for (const std::string& line : lines) {
     const auto members = ParseFlatObject(line);
     const std::string& ip = members.at("client_ip");
@@ -309,10 +311,13 @@ TEST_CASE("many threads emitting at once: every line is whole and none is lost")
     const int i = std::stoi(members.at("session_id"));
     REQUIRE((t >= 0 && t < kThreads && i >= 0 && i < kEach));
     ++seen[t][i];
+    if (i <= last[t]) ++out_of_order;
+    last[t] = i;
     const std::string& detail = members.at("detail");
     if (detail != std::string(3000 + 97 * (i % 50), static_cast<char>('a' + t))) ++bad;
   }
   CHECK(bad == 0);
+  CHECK(out_of_order == 0);
   for (int t = 0; t < kThreads; ++t) {
     for (int i = 0; i < kEach; ++i) CHECK_MESSAGE(seen[t][i] == 1, "thread ", t, " event ", i);
   }
