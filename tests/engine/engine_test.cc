@@ -608,6 +608,19 @@ struct FaultyFixture {
   FaultInjectingStore faults{opened.ok() ? opened->get() : nullptr, &clock};
   std::shared_ptr<RecordingPipeline> pipeline = std::make_shared<RecordingPipeline>();
   std::unique_ptr<Engine> engine;
+
+  // Starts `count` sessions, each on a service of its own; their ids.
+  std::vector<std::string> StartServices(int count, std::string_view prefix) {
+    std::vector<std::string> ids;
+    StartRequest r;
+    for (int i = 0; i < count; ++i) {
+      r.service_ref = fmt::format("1:0:1:{}{}", prefix, i);
+      auto started = engine->Start(r);
+      REQUIRE(started.ok());
+      ids.push_back(started->session_id);
+    }
+    return ids;
+  }
 };
 
 TEST_CASE("a store failure at any step of a start leaves nothing behind") {
@@ -687,16 +700,10 @@ TEST_CASE("a store failure at any step of a start leaves nothing behind") {
 
 TEST_CASE("a start takes the first free tuner slot in one store step, with no listing and no busy slot tried") {
   FaultyFixture f({0, 1, 2, 3, 4, 5, 6, 7});
-  StartRequest r;
-  std::vector<std::string> ids;
-  for (int i = 0; i < 6; ++i) {
-    r.service_ref = fmt::format("1:0:1:SCAN{}", i);
-    auto started = f.engine->Start(r);
-    REQUIRE(started.ok());
-    ids.push_back(started->session_id);
-  }
+  const std::vector<std::string> ids = f.StartServices(6, "SCAN");
   REQUIRE(f.engine->Stop(ids[2]).ok());  // slot 2 free again, 6 and 7 never taken
   f.faults.ResetCalls();
+  StartRequest r;
   r.service_ref = "1:0:1:SCAN-NEXT";
   auto next = f.engine->Start(r);
   REQUIRE(next.ok());
@@ -710,14 +717,7 @@ TEST_CASE("a start takes the first free tuner slot in one store step, with no li
 
 TEST_CASE("a heartbeat renews the leases of every live session in one store call; a lost one fails its session") {
   FaultyFixture f({0, 1, 2});
-  StartRequest r;
-  std::vector<std::string> ids;
-  for (int i = 0; i < 3; ++i) {
-    r.service_ref = fmt::format("1:0:1:BEAT{}", i);
-    auto started = f.engine->Start(r);
-    REQUIRE(started.ok());
-    ids.push_back(started->session_id);
-  }
+  const std::vector<std::string> ids = f.StartServices(3, "BEAT");
   f.engine->Poll();  // the host starts them
   auto before = f.inner->GetLease("tuner:1");
   REQUIRE(before.ok());
@@ -745,18 +745,12 @@ TEST_CASE("a heartbeat renews the leases of every live session in one store call
 
 TEST_CASE("slots this engine's sessions hold are not asked for; one whose lease was lost is found by the listing") {
   FaultyFixture f({0, 1});
-  StartRequest r;
-  std::vector<std::string> ids;
-  for (int i = 0; i < 2; ++i) {
-    r.service_ref = fmt::format("1:0:1:LOCAL{}", i);
-    auto started = f.engine->Start(r);
-    REQUIRE(started.ok());
-    ids.push_back(started->session_id);
-  }
+  const std::vector<std::string> ids = f.StartServices(2, "LOCAL");
   // Slot 0's lease goes behind the engine's back (released elsewhere): the
   // engine still counts its session on it.
   REQUIRE(f.inner->ReleaseLease("tuner:0", ids[0]).ok());
   f.faults.ResetCalls();
+  StartRequest r;
   r.service_ref = "1:0:1:LOCAL-NEXT";
   auto next = f.engine->Start(r);
   REQUIRE(next.ok());
