@@ -400,7 +400,8 @@ absl::StatusOr<StartResult> Engine::Start(const StartRequest& request,
   auto take = [&](size_t index, uint64_t fencing_token) {
     slot = options_.tuner_slots[index];
     token = fencing_token;
-    undo.emplace_back([this, key = tuner_keys_[index], id] { return store_->ReleaseLease(key, id); });
+    undo.emplace_back(
+        [this, key = tuner_keys_[index], id] { return store_->ReleaseLease(key, id); });
   };
   std::vector<size_t> index_of;
   const std::vector<std::string_view> candidates = FreeSlotCandidates(index_of);
