@@ -980,6 +980,34 @@ TEST_CASE("acquiring the first free lease of many takes the first grantable key 
   CHECK(second->grant.fencing_token != first->grant.fencing_token);
 }
 
+TEST_CASE("acquiring the first free lease finds one far down a long list") {
+  StoreHarness h;
+  Store& store = h.store();
+  // Past the first few hundred (Redis asks its index 256 keys at a time).
+  constexpr size_t kKeys = 700;
+  constexpr size_t kHeld = 513;
+  std::vector<std::string> names;
+  for (size_t i = 0; i < kKeys; ++i) names.push_back(fmt::format("tuner:{}", i));
+  const std::vector<std::string_view> keys(names.begin(), names.end());
+  for (size_t i = 0; i < kHeld; ++i) {
+    REQUIRE_OK(store.AcquireLease(keys[i], fmt::format("daemon-{}", i % 3), HarnessLongTtl()));
+  }
+  auto first = store.AcquireFirstFreeLease(keys, "daemon-x", HarnessLongTtl());
+  REQUIRE_OK(first);
+  CHECK(first->index == kHeld);
+  auto next = store.AcquireFirstFreeLease(keys, "daemon-y", HarnessLongTtl());
+  REQUIRE_OK(next);
+  CHECK(next->index == kHeld + 1);
+  // Only the tail: the position is into the list passed.
+  const std::vector<std::string_view> tail(keys.begin() + 600, keys.end());
+  auto in_tail = store.AcquireFirstFreeLease(tail, "daemon-z", HarnessLongTtl());
+  REQUIRE_OK(in_tail);
+  CHECK(in_tail->index == 0);
+  auto lease = store.GetLease("tuner:600");
+  REQUIRE_OK(lease);
+  CHECK(lease->owner == "daemon-z");
+}
+
 TEST_CASE("acquiring the first free lease passes over a key the owner holds already") {
   StoreHarness h;
   Store& store = h.store();
