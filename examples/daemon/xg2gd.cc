@@ -33,6 +33,7 @@
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -68,12 +69,12 @@ std::string LibError(const char* step, xg2g_status rc) {
 // ---------------------------------------------------------------------------
 // What the daemon runs: store, engine, handler, listener.
 
-// Threads that answer the requests which write to a store whose writes block
-// (a durable LMDB commit waits for the disk). libmicrohttpd keeps a
-// connection on one of its threads for good, so a write answered there would
-// hold up every other connection of that thread; handed over here, the
-// connection is suspended meanwhile and its thread goes on serving the
-// others (reads).
+// Threads that answer the slow requests (writes, listings: see Slow) on a
+// store whose writes block (a durable LMDB commit waits for the disk).
+// libmicrohttpd keeps a connection on one of its threads for good, so a slow
+// request answered there would hold up every other connection of that
+// thread; handed over here, the connection is suspended meanwhile and its
+// thread goes on serving the others (reads of one session).
 class Workers {
  public:
   void Start(unsigned int count) {
@@ -137,8 +138,9 @@ struct Daemon {
   std::atomic<int> in_flight{0};
   std::mutex mu;
   std::condition_variable idle;
-  // Set when the store's writes block (LMDB): they are answered by `workers`.
-  bool hand_over_writes = false;
+  // Set when the store's writes block (LMDB): writes and listings are
+  // answered by `workers` (see Slow).
+  bool hand_over_slow = false;
   Workers workers;
   std::atomic<bool> closing{false};
 };
@@ -225,6 +227,15 @@ MHD_Result Plain(MHD_Connection* connection, unsigned int status, const char* te
   return queued;
 }
 
+// Requests that may hold their thread for long on a store whose calls
+// block: writes (every method but GET and HEAD) and session listings (a page
+// reads up to 1,000 records).
+bool Slow(const char* method, const std::string& target) {
+  if (std::strcmp(method, "GET") != 0 && std::strcmp(method, "HEAD") != 0) return true;
+  const std::string_view path = std::string_view(target).substr(0, target.find('?'));
+  return path == "/api/v3/sessions" || path == "/api/v3/sessions/";
+}
+
 // The library's answer to one request.
 xg2g_status Handle(Daemon* daemon, const char* method, const Request& request,
                    const std::vector<xg2g_http_header>& headers, const std::string& peer,
@@ -268,8 +279,7 @@ MHD_Result OnRequest(void* cls, MHD_Connection* connection, const char*, const c
     // Called again after the workers answered and resumed the connection.
     answer = std::exchange(request->answer, nullptr);
     rc = request->answer_rc;
-  } else if (daemon->hand_over_writes && !request->answer_here &&
-             std::strcmp(method, "GET") != 0 && std::strcmp(method, "HEAD") != 0) {
+  } else if (daemon->hand_over_slow && !request->answer_here && Slow(method, request->target)) {
     std::vector<xg2g_http_header> found;
     MHD_get_connection_values(connection, MHD_HEADER_KIND, &CollectHeader, &found);
     for (const xg2g_http_header& h : found) request->header_copies.emplace_back(h.name, h.value);
@@ -549,13 +559,14 @@ int Run(Daemon& d) {
     return code;
   }
 
-  // Writes to LMDB wait for the disk: they go to worker threads (see
-  // Workers), many of them, so that concurrent durable writes share a commit
-  // (group commit). On Redis every call, reads included, is a round trip:
-  // handing the writes over measured no better there (docs/PERFORMANCE.md).
-  d.hand_over_writes = s.Get("XG2G_STORE").rfind("lmdb:", 0) == 0;
-  constexpr unsigned int kWriteWorkers = 64;
-  if (d.hand_over_writes) d.workers.Start(kWriteWorkers);
+  // Writes to LMDB wait for the disk: they and the listings go to worker
+  // threads (see Workers), many of them, so that concurrent durable writes
+  // share a commit (group commit). On Redis every call, reads included, is a
+  // round trip: handing the writes over measured no better there
+  // (docs/PERFORMANCE.md).
+  d.hand_over_slow = s.Get("XG2G_STORE").rfind("lmdb:", 0) == 0;
+  constexpr unsigned int kWorkers = 64;
+  if (d.hand_over_slow) d.workers.Start(kWorkers);
   unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
                        MHD_ALLOW_SUSPEND_RESUME;
   if (addr.ss_family == AF_INET6) flags |= MHD_USE_IPv6;

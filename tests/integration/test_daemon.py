@@ -283,8 +283,8 @@ def test_many_keep_alive_connections_are_all_answered(daemons):
 
 
 def test_writes_answered_by_workers_on_keep_alive_connections(daemons):
-    # On LMDB the daemon hands each write to a worker thread and suspends its
-    # connection meanwhile. Many keep-alive connections mixing starts, reads
+    # On LMDB the daemon hands each write (and each listing) to a worker
+    # thread and suspends its connection meanwhile. Many keep-alive connections mixing starts, reads
     # and stops: every answer comes back on its own connection, in order, and
     # the connection goes on serving requests after a write.
     d = daemons({"XG2G_TUNER_SLOTS": "0-63", "XG2G_RATELIMIT_WHITELIST": "127.0.0.1"})
@@ -330,6 +330,11 @@ def test_writes_answered_by_workers_on_keep_alive_connections(daemons):
         t.join(timeout=60)
     assert not any(t.is_alive() for t in threads), "a client got no answer within 60 s"
     assert failures == []
+    # A listing is handed over too: every session started above is on it.
+    status, doc, _, _ = d.request("GET", "/api/v3/sessions?limit=1000", None, ADMIN)
+    assert status == 200
+    refs = {s["serviceRef"] for s in doc["sessions"]}
+    assert {f"1:0:1:{n}:{r}" for n in range(clients) for r in range(rounds)} <= refs
 
 
 def wait_for_log(d, pattern, timeout=10):
