@@ -609,6 +609,17 @@ struct FaultyFixture {
   std::shared_ptr<RecordingPipeline> pipeline = std::make_shared<RecordingPipeline>();
   std::unique_ptr<Engine> engine;
 
+  // Starts one more session, on `service`; its stored record.
+  SessionRecord StartOne(std::string service) {
+    StartRequest r;
+    r.service_ref = std::move(service);
+    auto started = engine->Start(r);
+    REQUIRE(started.ok());
+    auto record = inner->GetSession(started->session_id);
+    REQUIRE(record.ok());
+    return *record;
+  }
+
   // Starts `count` sessions, each on a service of its own; their ids.
   std::vector<std::string> StartServices(int count, std::string_view prefix) {
     std::vector<std::string> ids;
@@ -703,13 +714,8 @@ TEST_CASE("a start takes the first free tuner slot in one store step, with no li
   const std::vector<std::string> ids = f.StartServices(6, "SCAN");
   REQUIRE(f.engine->Stop(ids[2]).ok());  // slot 2 free again, 6 and 7 never taken
   f.faults.ResetCalls();
-  StartRequest r;
-  r.service_ref = "1:0:1:SCAN-NEXT";
-  auto next = f.engine->Start(r);
-  REQUIRE(next.ok());
-  auto record = f.inner->GetSession(next->session_id);
-  REQUIRE(record.ok());
-  CHECK(record->context_data.at("tuner_slot") == "2");
+  const SessionRecord next = f.StartOne("1:0:1:SCAN-NEXT");
+  CHECK(next.context_data.at("tuner_slot") == "2");
   CHECK(f.faults.CallCount("AcquireFirstFreeLease") == 1);
   CHECK(f.faults.CallCount("ListLeases") == 0);
   CHECK(f.faults.CallCount("AcquireLease") == 1);  // the service lease only
@@ -750,20 +756,15 @@ TEST_CASE("slots this engine's sessions hold are not asked for; one whose lease 
   // engine still counts its session on it.
   REQUIRE(f.inner->ReleaseLease("tuner:0", ids[0]).ok());
   f.faults.ResetCalls();
-  StartRequest r;
-  r.service_ref = "1:0:1:LOCAL-NEXT";
-  auto next = f.engine->Start(r);
-  REQUIRE(next.ok());
-  auto record = f.inner->GetSession(next->session_id);
-  REQUIRE(record.ok());
-  CHECK(record->context_data.at("tuner_slot") == "0");
+  const SessionRecord next = f.StartOne("1:0:1:LOCAL-NEXT");
+  CHECK(next.context_data.at("tuner_slot") == "0");
   // Both slots are held here, so the store was not asked for a free one;
   // the listing found slot 0 free.
   CHECK(f.faults.CallCount("AcquireFirstFreeLease") == 0);
   CHECK(f.faults.CallCount("ListLeases") == 1);
   auto lease = f.inner->GetLease("tuner:0");
   REQUIRE(lease.ok());
-  CHECK(lease->owner == next->session_id);
+  CHECK(lease->owner == next.session_id);
 }
 
 TEST_CASE("a session that has ended but not yet released its leases does not block a start") {

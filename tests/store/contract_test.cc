@@ -40,6 +40,19 @@ std::vector<std::string> ListAllIds(Store& store) {
 
 constexpr int64_t HarnessLongTtl() { return StoreHarness::LongTtlMs(); }
 
+// Lease keys "tuner:0" .. "tuner:<n-1>", and views of them, as
+// AcquireFirstFreeLease takes them (the views point into `names`).
+struct TunerKeys {
+  explicit TunerKeys(size_t n) {
+    for (size_t i = 0; i < n; ++i) names.push_back(fmt::format("tuner:{}", i));
+    views.assign(names.begin(), names.end());
+  }
+  TunerKeys(const TunerKeys&) = delete;
+  TunerKeys& operator=(const TunerKeys&) = delete;
+  std::vector<std::string> names;
+  std::vector<std::string_view> views;
+};
+
 size_t SessionCount(Store& store) {
   auto page = store.ListSessions(0, 1);
   REQUIRE_OK(page);
@@ -984,11 +997,9 @@ TEST_CASE("acquiring the first free lease finds one far down a long list") {
   StoreHarness h;
   Store& store = h.store();
   // Past the first few hundred (Redis asks its index 256 keys at a time).
-  constexpr size_t kKeys = 700;
   constexpr size_t kHeld = 513;
-  std::vector<std::string> names;
-  for (size_t i = 0; i < kKeys; ++i) names.push_back(fmt::format("tuner:{}", i));
-  const std::vector<std::string_view> keys(names.begin(), names.end());
+  const TunerKeys tuners(700);
+  const std::vector<std::string_view>& keys = tuners.views;
   for (size_t i = 0; i < kHeld; ++i) {
     REQUIRE_OK(store.AcquireLease(keys[i], fmt::format("daemon-{}", i % 3), HarnessLongTtl()));
   }
@@ -1507,9 +1518,8 @@ TEST_CASE("threads racing for the first free of a few leases: each key goes to o
   Store& store = h.store();
   constexpr int kThreads = 16;
   constexpr size_t kKeys = 6;
-  std::vector<std::string> names;
-  for (size_t i = 0; i < kKeys; ++i) names.push_back(fmt::format("tuner:{}", i));
-  const std::vector<std::string_view> keys(names.begin(), names.end());
+  const TunerKeys tuners(kKeys);
+  const std::vector<std::string_view>& keys = tuners.views;
   std::vector<absl::StatusOr<FirstLeaseGrant>> results(kThreads, InternalError("did not run"));
   std::barrier sync(kThreads);
   std::vector<std::thread> threads;
