@@ -270,6 +270,10 @@ TEST_CASE("a JSON lines sink counts a line the stream refuses") {
   std::fclose(full);
 }
 
+}  // TEST_SUITE("observe")
+
+TEST_SUITE("concurrency") {
+
 TEST_CASE("many threads emitting at once: every line is whole, none is lost, each thread's in order") {
   TempPath path;
   constexpr int kThreads = 16;
@@ -322,6 +326,10 @@ TEST_CASE("many threads emitting at once: every line is whole, none is lost, eac
     for (int i = 0; i < kEach; ++i) CHECK_MESSAGE(seen[t][i] == 1, "thread ", t, " event ", i);
   }
 }
+
+}  // TEST_SUITE("concurrency")
+
+TEST_SUITE("observe") {
 
 TEST_CASE("the callback sink hands the encoded event to the function") {
   std::vector<std::string> got;
