@@ -183,6 +183,8 @@ void OnCompleted(void* cls, MHD_Connection*, void** con_cls, MHD_RequestTerminat
   *con_cls = nullptr;
   if (request == nullptr) return;
   bool counted = request->counted;
+  // A worker's answer that was never sent (the client went away first).
+  if (request->answer != nullptr) xg2g_http_response_destroy(request->answer);
   delete request;
   if (!counted) return;
   if (daemon->in_flight.fetch_sub(1) == 1) {
