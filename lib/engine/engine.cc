@@ -838,14 +838,12 @@ void Engine::Recover() {
       int slot = -1;
       uint64_t token = 0;
       if (service.ok()) {
-        for (int candidate : options_.tuner_slots) {
-          auto grant = store_->AcquireLease(TunerLeaseKey(candidate), record.session_id,
-                                            options_.lease_ttl_ms);
-          if (grant.ok()) {
-            slot = candidate;
-            token = grant->fencing_token;
-            break;
-          }
+        const std::vector<std::string_view> keys(tuner_keys_.begin(), tuner_keys_.end());
+        auto first = store_->AcquireFirstFreeLease(keys, record.session_id,
+                                                   options_.lease_ttl_ms);
+        if (first.ok()) {
+          slot = options_.tuner_slots[first->index];
+          token = first->grant.fencing_token;
         }
       }
       if (slot >= 0) {

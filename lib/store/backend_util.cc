@@ -44,10 +44,15 @@ absl::Status ValidateFirstFreeArgs(std::span<const std::string_view> keys, std::
   return ValidateTtl("lease", keys.front(), ttl_ms);
 }
 
+absl::Status ValidateRenewalsTtl(int64_t ttl_ms) {
+  if (ttl_ms <= 0) return InvalidError(fmt::format("leases: ttl_ms must be > 0, got {}", ttl_ms));
+  return absl::OkStatus();
+}
+
+// Held by anyone, the caller included: AcquireFirstFreeLease renews nothing.
 absl::Status NoFreeLease(size_t count) {
-  return BusyError(count == 1 ? std::string("the one lease asked for is held by another owner")
-                              : fmt::format("all {} leases asked for are held by other owners",
-                                            count));
+  return BusyError(count == 1 ? std::string("the one lease asked for is held")
+                              : fmt::format("all {} leases asked for are held", count));
 }
 
 absl::Status ValidateIdempotencyKey(std::string_view key) {

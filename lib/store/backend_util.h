@@ -26,7 +26,9 @@ namespace xg2g::store_internal {
 // non-empty keys, an owner and a positive ttl.
 [[nodiscard]] absl::Status ValidateFirstFreeArgs(std::span<const std::string_view> keys,
                                                  std::string_view owner, int64_t ttl_ms);
-// AcquireFirstFreeLease's BusyError when none of `count` keys was grantable.
+// RenewLeases' check of its one ttl: InvalidError unless ttl_ms > 0.
+[[nodiscard]] absl::Status ValidateRenewalsTtl(int64_t ttl_ms);
+// AcquireFirstFreeLease's BusyError when none of `count` keys was free.
 [[nodiscard]] absl::Status NoFreeLease(size_t count);
 // InvalidError for an empty idempotency key.
 [[nodiscard]] absl::Status ValidateIdempotencyKey(std::string_view key);

@@ -4,8 +4,6 @@
 #include <string>
 #include <string_view>
 
-#include <fmt/format.h>
-
 #include "absl/container/flat_hash_set.h"
 #include "lib/common/status.h"
 #include "lib/store/backend_util.h"
@@ -35,9 +33,7 @@ absl::StatusOr<FirstLeaseGrant> Store::AcquireFirstFreeLease(std::span<const std
 
 absl::StatusOr<std::vector<absl::StatusOr<LeaseGrant>>> Store::RenewLeases(
     std::span<const LeaseRef> leases, int64_t ttl_ms) {
-  if (ttl_ms <= 0) {
-    return InvalidError(fmt::format("leases: ttl_ms must be > 0, got {}", ttl_ms));
-  }
+  XG2G_RETURN_IF_ERROR(store_internal::ValidateRenewalsTtl(ttl_ms));
   std::vector<absl::StatusOr<LeaseGrant>> answers;
   answers.reserve(leases.size());
   for (const LeaseRef& lease : leases) {

@@ -2401,9 +2401,7 @@ absl::StatusOr<LeaseGrant> LmdbStore::RenewLease(std::string_view key, std::stri
 
 absl::StatusOr<std::vector<absl::StatusOr<LeaseGrant>>> LmdbStore::RenewLeases(
     std::span<const LeaseRef> leases, int64_t ttl_ms) {
-  if (ttl_ms <= 0) {
-    return InvalidError(fmt::format("leases: ttl_ms must be > 0, got {}", ttl_ms));
-  }
+  XG2G_RETURN_IF_ERROR(store_internal::ValidateRenewalsTtl(ttl_ms));
   std::vector<absl::StatusOr<LeaseGrant>> answers;
   if (leases.empty()) return answers;
   Env& env = *env_;

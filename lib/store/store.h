@@ -146,8 +146,10 @@ class Store {
   // write transaction on LMDB, one sync for all): answer i is what
   // RenewLease(leases[i]...) would have answered, and every renewal stands
   // on its own (one lease lost does not keep the others from renewing). The
-  // status is an error only for a bad ttl (InvalidError, nothing renewed).
-  // The default calls RenewLease for each.
+  // status is an error, with nothing renewed, for a bad ttl (InvalidError);
+  // a store that cannot be reached answers each renewal with its error (the
+  // fault-injecting wrapper fails the whole call instead). The default calls
+  // RenewLease for each.
   [[nodiscard]] virtual absl::StatusOr<std::vector<absl::StatusOr<LeaseGrant>>> RenewLeases(
       std::span<const LeaseRef> leases, int64_t ttl_ms);
 

@@ -1068,7 +1068,7 @@ TEST_CASE("acquiring the first free lease when every key is held fails with EBUS
               "all 3 leases");
   const std::vector<std::string_view> one = {"tuner:1"};
   CHECK_ERROR(store.AcquireFirstFreeLease(one, "daemon-a", HarnessLongTtl()), ErrorCode::kBusy,
-              "held by another owner");
+              "the one lease asked for is held");
   auto after = store.ListLeases();
   REQUIRE_OK(after);
   REQUIRE(after->size() == before->size());
