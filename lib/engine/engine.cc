@@ -25,6 +25,13 @@ constexpr size_t kMaxCorrelationId = 128;
 constexpr size_t kMaxParams = 64;
 constexpr size_t kMaxParamKey = 64;
 constexpr size_t kMaxParamValue = 1024;
+// A heartbeat the store failed is tried again this soon (or a whole interval
+// later, if the interval is shorter).
+constexpr int64_t kHeartbeatRetryMs = 1'000;
+
+int64_t HeartbeatRetryMs(const EngineOptions& options) {
+  return std::min(options.heartbeat_ms, kHeartbeatRetryMs);
+}
 
 std::string ServiceLeaseKey(std::string_view service_ref) {
   return fmt::format("service:{}", service_ref);
@@ -712,12 +719,13 @@ absl::StatusOr<StopResult> Engine::Stop(std::string_view session_id) {
   return StopResult{id, stopped->state};
 }
 
-void Engine::Heartbeat() {
+bool Engine::Heartbeat() {
   struct Renewal {
     std::string id, service_key, tuner_key;
   };
   std::vector<Renewal> live;
   std::vector<std::string> ids;
+  bool complete = true;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [id, local] : local_) ids.push_back(id);
@@ -731,7 +739,8 @@ void Engine::Heartbeat() {
         std::lock_guard<std::mutex> lock(mu_);
         EraseLocal(id);
       }
-      continue;  // store trouble: try again next beat
+      complete = false;  // store trouble: the beat is tried again soon
+      continue;
     }
     if (IsTerminal(record->state)) {
       QueueHostStop(id);
@@ -742,7 +751,7 @@ void Engine::Heartbeat() {
     live.push_back(Renewal{id, ServiceLeaseKey(record->service_ref),
                            TunerLeaseKey(SlotOf(*record))});
   }
-  if (live.empty()) return;
+  if (live.empty()) return complete;
 
   // Every lease of every live session renewed in one store call (one write
   // transaction and one sync on LMDB, instead of two per session).
@@ -753,14 +762,18 @@ void Engine::Heartbeat() {
     refs.push_back(LeaseRef{r.tuner_key, r.id});
   }
   auto renewed = store_->RenewLeases(refs, options_.lease_ttl_ms);
-  if (!renewed.ok() || renewed->size() != refs.size()) return;  // try again next beat
+  if (!renewed.ok() || renewed->size() != refs.size()) return false;
   for (size_t i = 0; i < live.size(); ++i) {
     bool lost = false;
     for (size_t j = 2 * i; j < 2 * i + 2; ++j) {
       const absl::StatusOr<LeaseGrant>& answer = (*renewed)[j];
       if (answer.ok()) continue;
       const ErrorCode code = CodeOf(answer.status());
-      if (code == ErrorCode::kNotFound || code == ErrorCode::kConflict) lost = true;
+      if (code == ErrorCode::kNotFound || code == ErrorCode::kConflict) {
+        lost = true;
+      } else {
+        complete = false;  // this one is renewed on the retry
+      }
     }
     if (!lost) continue;
     const std::string& id = live[i].id;
@@ -773,6 +786,7 @@ void Engine::Heartbeat() {
     QueueHostStop(id);
     if (failed.ok()) Finish(*failed);
   }
+  return complete;
 }
 
 void Engine::Sweep() {
@@ -938,7 +952,13 @@ void Engine::Poll() {
       cleanups_.push_back(std::move(cleanup));
     }
   }
-  if (heartbeat) Heartbeat();
+  if (heartbeat && !Heartbeat()) {
+    // One failed store call must not cost a whole interval: with the default
+    // 10 s beat and 30 s ttl, two missed beats in a row would lose every lease.
+    std::lock_guard<std::mutex> lock(mu_);
+    next_heartbeat_ms_ = std::min(next_heartbeat_ms_,
+                                  clock_->MonotonicMs() + HeartbeatRetryMs(options_));
+  }
   if (sweep) Sweep();
   // Host calls queued by the heartbeat or the sweeper run in the same Poll.
   std::deque<std::function<void()>> more;

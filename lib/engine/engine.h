@@ -213,7 +213,9 @@ class Engine {
   void Finish(const SessionRecord& record);
   void ReleaseLeases(const SessionRecord& record);
   absl::Status CheckToken(std::string_view session_id, uint64_t fencing_token);
-  void Heartbeat();
+  // False when the store failed a read or a renewal: the beat is tried again
+  // after a second (at most its interval) rather than a whole interval later.
+  bool Heartbeat();
   void Sweep();
   void Recover();
   void Drain();

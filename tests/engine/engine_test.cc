@@ -749,6 +749,67 @@ TEST_CASE("a heartbeat renews the leases of every live session in one store call
   CHECK(f.engine->Stats().lease_losses == 1);
 }
 
+TEST_CASE("a heartbeat the store failed is tried again within a second, so two bad beats lose no lease") {
+  FaultyFixture f({0, 1});
+  const std::vector<std::string> ids = f.StartServices(2, "RETRY");
+  f.engine->Poll();  // the host starts them; the first beat renews at t=0
+  REQUIRE(f.pipeline->tuned.size() == 2);
+  for (const auto& command : f.pipeline->tuned) {
+    REQUIRE(f.engine->ReportReady(command.session_id, command.fencing_token).ok());
+  }
+  auto before = f.inner->GetLease("tuner:0");
+  REQUIRE(before.ok());
+  // A good beat is not repeated before its interval.
+  f.faults.ResetCalls();
+  f.clock.AdvanceMs(1'000);
+  f.engine->Poll();
+  CHECK(f.faults.CallCount("RenewLeases") == 0);
+
+  // The store fails everything from just before the next beat until 25 s
+  // past the last renewal: the beats at 10 s and 20 s both fail.
+  f.faults.FailAll();
+  for (int second = 2; second <= 25; ++second) {
+    f.clock.AdvanceMs(1'000);
+    f.engine->Poll();
+  }
+  const int64_t failed_beats = f.faults.CallCount("RenewLeases");
+  f.faults.FailNone();
+  f.faults.ResetCalls();
+  f.clock.AdvanceMs(1'000);  // 26 s: before the 30 s ttl runs out
+  f.engine->Poll();
+  // Beats were retried while the store was down (none of them reached
+  // RenewLeases: the reads before it failed), and once it is back the next
+  // retry renews both sessions' leases.
+  CHECK(failed_beats == 0);
+  CHECK(f.faults.CallCount("GetSession") >= 2);
+  CHECK(f.faults.CallCount("RenewLeases") == 1);
+  for (int i : {0, 1}) {
+    auto lease = f.inner->GetLease(fmt::format("tuner:{}", i));
+    REQUIRE(lease.ok());
+    CHECK(lease->owner == ids[i]);
+    CHECK(lease->expires_at_ms > before->expires_at_ms);
+    auto record = f.inner->GetSession(ids[i]);
+    REQUIRE(record.ok());
+    CHECK(record->state == SessionState::kReady);
+  }
+  CHECK(f.engine->Stats().lease_losses == 0);
+
+  // A failed renewal call itself is retried the same way.
+  f.faults.ResetCalls();
+  f.clock.AdvanceMs(10'000);  // the next beat: two reads, then the renewal fails
+  f.faults.FailNthCall(3);
+  const int64_t faults_before = f.faults.FaultsInjected();
+  f.engine->Poll();
+  CHECK(f.faults.Calls().at(2) == "RenewLeases");
+  CHECK(f.faults.FaultsInjected() == faults_before + 1);
+  f.clock.AdvanceMs(1'000);
+  f.engine->Poll();
+  CHECK(f.faults.CallCount("RenewLeases") == 2);
+  auto after = f.inner->GetLease("tuner:1");
+  REQUIRE(after.ok());
+  CHECK(after->expires_at_ms == f.clock.MonotonicMs() + 30'000);
+}
+
 TEST_CASE("slots this engine's sessions hold are not asked for; one whose lease was lost is found by the listing") {
   FaultyFixture f({0, 1});
   const std::vector<std::string> ids = f.StartServices(2, "LOCAL");
