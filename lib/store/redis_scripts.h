@@ -79,6 +79,22 @@ local function read_idem(key)
   end
   return h
 end
+-- Gives `lease` (named `key` in the index) to `owner` with a new fencing
+-- token from `fence`. -> {token, exp}
+local function grant_lease(lease, fence, index, key, owner, ttl, now)
+  local token = counter(fence) + 1
+  local floor = now_us()
+  if token < floor then token = floor end
+  local t = int(token)
+  redis.call('SET', fence, t)
+  local d = deadline(now, ttl)
+  redis.call('DEL', lease)
+  redis.call('HSET', lease, 'owner', owner, 'token', t, 'exp', d)
+  expire_at(lease, d)
+  redis.call('ZADD', index, d, key)
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', int(now))
+  return {t, d}
+end
 local function write_session(rec, ids, rev, id, head, tail)
   expect(ids, 'zset')
   local r = next_revision(rev)
@@ -208,40 +224,38 @@ if h and tonumber(h[3]) > now then
   redis.call('ZADD', KEYS[3], d, ARGV[1])
   return {1, h[2], d}
 end
-local token = counter(KEYS[2]) + 1
-local floor = now_us()
-if token < floor then token = floor end
-local t = int(token)
-redis.call('SET', KEYS[2], t)
-local d = deadline(now, ARGV[3])
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'owner', ARGV[2], 'token', t, 'exp', d)
-expire_at(KEYS[1], d)
-redis.call('ZADD', KEYS[3], d, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', int(now))
-return {2, t, d}
+return {2, unpack(grant_lease(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], now))}
 )lua";
 
-// KEYS: lease index. ARGV: lease keys, in the caller's order.
-// -> the position (from 1) of the first key the index shows free (absent, or
-//    its deadline passed), or 0 when every one is held. Reads only: the
-//    caller acquires that key with kAcquireLease, which checks again.
+// KEYS: lease index. ARGV: owner, ttl_ms, lease key prefix, fence key
+// prefix, then the lease keys in the caller's order.
+// -> {0} every key is held (by anyone, the owner included);
+//    {position, token, exp} the key at that position (from 1) granted with a
+//    new token
+// The index gives the deadlines (ZMSCORE, 256 keys at a time); a key it shows
+// absent or past is checked against its lease record before it is granted.
 inline constexpr std::string_view kFirstFreeLease = R"lua(
 local now = now_ms()
-if not expect(KEYS[1], 'zset') then
-  if #ARGV > 0 then return 1 end
-  return 0
-end
+local indexed = expect(KEYS[1], 'zset')
+local skip = 4
 local chunk = 256
-for first = 1, #ARGV, chunk do
+for first = skip + 1, #ARGV, chunk do
   local last = math.min(first + chunk - 1, #ARGV)
-  local scores = redis.call('ZMSCORE', KEYS[1], unpack(ARGV, first, last))
+  local scores = {}
+  if indexed then scores = redis.call('ZMSCORE', KEYS[1], unpack(ARGV, first, last)) end
   for i = first, last do
     local s = scores[i - first + 1]
-    if not s or tonumber(s) <= now then return i end
+    if not s or tonumber(s) <= now then
+      local h = read_lease(ARGV[3] .. ARGV[i])
+      if not h or tonumber(h[3]) <= now then
+        local g = grant_lease(ARGV[3] .. ARGV[i], ARGV[4] .. ARGV[i], KEYS[1], ARGV[i], ARGV[1],
+                              ARGV[2], now)
+        return {i - skip, g[1], g[2]}
+      end
+    end
   end
 end
-return 0
+return {0}
 )lua";
 
 // KEYS: lease, lease index. ARGV: lease key, owner, ttl_ms.

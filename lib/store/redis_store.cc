@@ -885,25 +885,21 @@ absl::StatusOr<FirstLeaseGrant> RedisStore::AcquireFirstFreeLease(
     std::span<const std::string_view> keys, std::string_view owner, int64_t ttl_ms) {
   XG2G_RETURN_IF_ERROR(store_internal::ValidateFirstFreeArgs(keys, owner, ttl_ms));
   const std::string index = LeaseIndexKey();
-  size_t from = 0;
-  while (from < keys.size()) {
-    const std::vector<std::string_view> rest(keys.begin() + static_cast<ptrdiff_t>(from),
-                                             keys.end());
-    XG2G_ASSIGN_OR_RETURN(RedisReplyPtr reply,
-                          Eval(kFirstFreeScript, {index}, rest, "the first free lease"));
-    int64_t position = 0;
-    if (!ReadInt(*reply, position) || position < 0 ||
-        static_cast<size_t>(position) > rest.size()) {
-      return Unexpected(where(), "the first free lease");
-    }
-    if (position == 0) break;
-    const size_t i = from + static_cast<size_t>(position) - 1;
-    auto grant = AcquireLease(keys[i], owner, ttl_ms);
-    if (grant.ok()) return FirstLeaseGrant{i, *grant};
-    if (CodeOf(grant.status()) != ErrorCode::kBusy) return grant.status();
-    from = i + 1;  // taken since the index was read: search on past it
+  const std::string ttl = std::to_string(ttl_ms);
+  const std::string lease_prefix = LeaseKey("");
+  const std::string fence_prefix = FenceKey("");
+  // Found and taken in one script: no other client comes in between.
+  std::vector<std::string_view> args{owner, ttl, lease_prefix, fence_prefix};
+  args.insert(args.end(), keys.begin(), keys.end());
+  const std::string_view what = "the first free lease";
+  XG2G_ASSIGN_OR_RETURN(Outcome answer, EvalOutcome(kFirstFreeScript, {index}, args, what));
+  if (answer.code == 0) return store_internal::NoFreeLease(keys.size());
+  LeaseGrant grant;
+  if (answer.code < 0 || static_cast<size_t>(answer.code) > keys.size() ||
+      !ReadGrant(*answer.result, 1, grant)) {
+    return Unexpected(where(), what);
   }
-  return store_internal::NoFreeLease(keys.size());
+  return FirstLeaseGrant{static_cast<size_t>(answer.code) - 1, grant};
 }
 
 }  // namespace xg2g

@@ -433,6 +433,11 @@ TEST_CASE("the store runs unchanged on a one-node Redis Cluster") {
   auto leases = store->ListLeases();
   REQUIRE_OK(leases);
   CHECK(leases->size() == 1);
+  const std::vector<std::string_view> slots{"tuner:0", "tuner:1"};
+  auto first = store->AcquireFirstFreeLease(slots, "daemon-b", 60'000);
+  REQUIRE_OK(first);
+  CHECK(first->index == 1);
+  REQUIRE_OK(store->ReleaseLease("tuner:1", "daemon-b"));
   REQUIRE_OK(store->ReleaseLease("tuner:0", "daemon-a"));
   REQUIRE_OK(store->DeleteIdempotency("key"));
   CHECK(store->NowMs() > 0);
@@ -495,6 +500,34 @@ TEST_CASE("a session record that is not JSON is ECORRUPT naming its key, never a
   CHECK(page->sessions.size() == 6);
 }
 
+TEST_CASE("the first free lease is checked against its lease record, not only the index") {
+  auto store = OpenShared();
+  const RedisServer& server = SharedRedisServer();
+  auto held = store->AcquireLease("tuner:a", "daemon-a", 60'000);
+  REQUIRE_OK(held);
+  // The index loses its entry (an operator's mistake, a partial restore): the
+  // live lease record still counts, and the next key is granted instead.
+  Raw(server, {"ZREM", store->LeaseIndexKey(), "tuner:a"});
+  const std::vector<std::string_view> keys{"tuner:a", "tuner:b"};
+  auto first = store->AcquireFirstFreeLease(keys, "daemon-b", 60'000);
+  REQUIRE_OK(first);
+  CHECK(first->index == 1);
+  CHECK(first->grant.fencing_token > held->fencing_token);
+  auto a = store->GetLease("tuner:a");
+  REQUIRE_OK(a);
+  CHECK(a->owner == "daemon-a");
+  CHECK(a->fencing_token == held->fencing_token);
+  auto b = store->GetLease("tuner:b");
+  REQUIRE_OK(b);
+  CHECK(b->owner == "daemon-b");
+  CHECK(b->fencing_token == first->grant.fencing_token);
+  // Both held now: busy, and nothing changes.
+  CHECK_ERROR(store->AcquireFirstFreeLease(keys, "daemon-c", 60'000), ErrorCode::kBusy,
+              "all 2 leases");
+  REQUIRE_OK(store->ReleaseLease("tuner:a", "daemon-a"));
+  REQUIRE_OK(store->ReleaseLease("tuner:b", "daemon-b"));
+}
+
 TEST_CASE("a lease key of the wrong type or without its fields is ECORRUPT naming the key") {
   auto store = OpenShared();
   const RedisServer& server = SharedRedisServer();
@@ -520,6 +553,14 @@ TEST_CASE("a lease key of the wrong type or without its fields is ECORRUPT namin
   CHECK_ERROR(store->AcquireLease("tuner:fence", "daemon-a", 60'000), ErrorCode::kCorrupt,
              store->FenceKey("tuner:fence"));
   CHECK(store->RenewLease("tuner:ok", "daemon-a", 60'000).ok());  // the others are unharmed
+  // A lease key the index does not know, holding garbage: the first-free
+  // step reads it before granting it, and stops there.
+  Raw(server, {"SET", store->LeaseKey("tuner:junk"), "garbage"});
+  const std::vector<std::string_view> junk_first{"tuner:junk", "tuner:free"};
+  CHECK_ERROR(store->AcquireFirstFreeLease(junk_first, "daemon-b", 60'000), ErrorCode::kCorrupt,
+              store->LeaseKey("tuner:junk"));
+  CHECK(CodeOf(store->GetLease("tuner:free").status()) == ErrorCode::kNotFound);  // not taken
+  Raw(server, {"DEL", store->LeaseKey("tuner:junk")});
 
   // An operator clears the garbage; the store carries on.
   Raw(server, {"DEL", string_key, store->LeaseKey("tuner:partial"), store->FenceKey("tuner:fence")});
