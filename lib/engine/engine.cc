@@ -33,6 +33,14 @@ int64_t HeartbeatRetryMs(const EngineOptions& options) {
   return std::min(options.heartbeat_ms, kHeartbeatRetryMs);
 }
 
+// The releases held back during a Poll turn on this thread (see
+// Engine::ReleaseLeases); `engine` is null outside a turn.
+struct HeldReleases {
+  const void* engine = nullptr;
+  std::vector<std::pair<std::string, std::string>> leases;
+};
+thread_local HeldReleases t_held_releases;
+
 std::string ServiceLeaseKey(std::string_view service_ref) {
   return fmt::format("service:{}", service_ref);
 }
@@ -297,6 +305,9 @@ absl::StatusOr<StartResult> Engine::Start(const StartRequest& request,
   counters_.start_intents.fetch_add(1, std::memory_order_relaxed);
   if (busy_session_id != nullptr) busy_session_id->clear();
   XG2G_RETURN_IF_ERROR(ValidateStart(request));
+  // A start made from inside a Poll turn (a host callback) sees the tuners
+  // of the sessions that turn ended as free.
+  FlushHeldReleases();
 
   const int64_t now = NowMs();
   SessionRecord record;
@@ -568,20 +579,42 @@ std::optional<SessionRecord> Engine::QueueHostStop(const std::string& session_id
 }
 
 void Engine::ReleaseLeases(const SessionRecord& record) {
-  std::vector<std::pair<std::string, std::string>> leases = {
-      {ServiceLeaseKey(record.service_ref), record.session_id}};
+  LeasePairs leases = {{ServiceLeaseKey(record.service_ref), record.session_id}};
   if (const int slot = SlotOf(record); slot >= 0) {
     leases.emplace_back(TunerLeaseKey(slot), record.session_id);
   }
-  for (const auto& [key, owner] : leases) {
-    absl::Status released = store_->ReleaseLease(key, owner);
+  if (t_held_releases.engine == this) {
+    for (auto& lease : leases) t_held_releases.leases.push_back(std::move(lease));
+    return;
+  }
+  ReleaseNow(leases);
+}
+
+void Engine::ReleaseNow(const LeasePairs& leases) {
+  if (leases.empty()) return;
+  std::vector<LeaseRef> refs;
+  refs.reserve(leases.size());
+  for (const auto& [key, owner] : leases) refs.push_back(LeaseRef{key, owner});
+  auto answers = store_->ReleaseLeases(refs);
+  const bool answered = answers.ok() && answers->size() == refs.size();
+  for (size_t i = 0; i < leases.size(); ++i) {
+    const absl::Status released = answered ? (*answers)[i] : answers.status();
     if (!released.ok() && CodeOf(released) != ErrorCode::kNotFound &&
         CodeOf(released) != ErrorCode::kConflict) {
+      // Retried one by one on the sweeper's turns until the store takes it.
       std::lock_guard<std::mutex> lock(mu_);
-      cleanups_.emplace_back(
-          [this, key = key, owner = owner] { return store_->ReleaseLease(key, owner); });
+      cleanups_.emplace_back([this, key = leases[i].first, owner = leases[i].second] {
+        return store_->ReleaseLease(key, owner);
+      });
     }
   }
+}
+
+void Engine::FlushHeldReleases() {
+  if (t_held_releases.engine != this || t_held_releases.leases.empty()) return;
+  LeasePairs leases;
+  leases.swap(t_held_releases.leases);
+  ReleaseNow(leases);
 }
 
 void Engine::Finish(const SessionRecord& record) {
@@ -847,6 +880,7 @@ void Engine::Recover() {
     if (options_.requeue_on_recovery && record.state == SessionState::kStarting) {
       // Re-queue: take the leases again and start the host pipeline anew.
       ReleaseLeases(record);
+      FlushHeldReleases();  // released before they are taken again
       auto service = store_->AcquireLease(ServiceLeaseKey(record.service_ref), record.session_id,
                                           options_.lease_ttl_ms);
       int slot = -1;
@@ -919,6 +953,15 @@ void Engine::Drain() {
 
 void Engine::Poll() {
   std::lock_guard<std::mutex> poll_lock(poll_mu_);
+  // Leases released during the turn go to the store together at its end.
+  struct HoldReleases {
+    Engine* engine;
+    explicit HoldReleases(Engine* e) : engine(e) { t_held_releases.engine = e; }
+    ~HoldReleases() {
+      engine->FlushHeldReleases();
+      t_held_releases.engine = nullptr;
+    }
+  } hold(this);
   std::deque<std::function<void()>> tasks;
   std::vector<std::function<void()>> timers;
   std::vector<std::function<absl::Status()>> cleanups;

@@ -1,6 +1,6 @@
 // The defaults of the store's batch calls: AcquireFirstFreeLease (one
 // listing of the leases, then AcquireLease on the keys it does not show held)
-// and RenewLeases (RenewLease for each).
+// RenewLeases and ReleaseLeases (RenewLease or ReleaseLease for each).
 #include <string>
 #include <string_view>
 
@@ -39,6 +39,13 @@ absl::StatusOr<std::vector<absl::StatusOr<LeaseGrant>>> Store::RenewLeases(
   for (const LeaseRef& lease : leases) {
     answers.push_back(RenewLease(lease.key, lease.owner, ttl_ms));
   }
+  return answers;
+}
+
+absl::StatusOr<std::vector<absl::Status>> Store::ReleaseLeases(std::span<const LeaseRef> leases) {
+  std::vector<absl::Status> answers;
+  answers.reserve(leases.size());
+  for (const LeaseRef& lease : leases) answers.push_back(ReleaseLease(lease.key, lease.owner));
   return answers;
 }
 

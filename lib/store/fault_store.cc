@@ -31,6 +31,7 @@ std::string_view FaultInjectingStore::NameOf(Method method) {
     case Method::kListLeases: return "ListLeases";
     case Method::kAcquireFirstFreeLease: return "AcquireFirstFreeLease";
     case Method::kRenewLeases: return "RenewLeases";
+    case Method::kReleaseLeases: return "ReleaseLeases";
     case Method::kCount: break;
   }
   return "?";
@@ -48,6 +49,7 @@ bool FaultInjectingStore::IsWrite(Method method) {
     case Method::kRenewLease:
     case Method::kRenewLeases:
     case Method::kReleaseLease:
+    case Method::kReleaseLeases:
       return true;
     default:
       return false;
@@ -84,6 +86,20 @@ void FaultInjectingStore::FailAfterDelay(int64_t delay_ms) {
                                ? std::numeric_limits<int64_t>::max()
                                : now + delay_ms;
   SetMode(Mode::kFailAfterDeadline, 0, deadline);
+}
+
+absl::Status FaultInjectingStore::FailMethod(std::string_view method) {
+  for (size_t i = 0; i < kMethodCount; ++i) {
+    const auto m = static_cast<Method>(i);
+    if (NameOf(m) != method) continue;
+    {
+      std::lock_guard lock(mu_);
+      mode_method_ = m;
+    }
+    SetMode(Mode::kFailMethod, 0, 0);
+    return absl::OkStatus();
+  }
+  return InvalidError(fmt::format("fault store: no store method is named '{}'", method));
 }
 
 void FaultInjectingStore::FailRandomly(double probability, uint64_t seed) {
@@ -176,6 +192,9 @@ absl::Status FaultInjectingStore::Admit(Method method) {
       break;
     case Mode::kFailRandomly:
       fail = random_always_ || (random_.has_value() && (*random_)() < random_threshold_);
+      break;
+    case Mode::kFailMethod:
+      fail = method == mode_method_;
       break;
   }
   if (!fail) return absl::OkStatus();
@@ -274,6 +293,12 @@ absl::StatusOr<std::vector<absl::StatusOr<LeaseGrant>>> FaultInjectingStore::Ren
     std::span<const LeaseRef> leases, int64_t ttl_ms) {
   XG2G_RETURN_IF_ERROR(Admit(Method::kRenewLeases));
   return inner_->RenewLeases(leases, ttl_ms);
+}
+
+absl::StatusOr<std::vector<absl::Status>> FaultInjectingStore::ReleaseLeases(
+    std::span<const LeaseRef> leases) {
+  XG2G_RETURN_IF_ERROR(Admit(Method::kReleaseLeases));
+  return inner_->ReleaseLeases(leases);
 }
 
 int64_t FaultInjectingStore::NowMs() const { return inner_->NowMs(); }

@@ -46,6 +46,7 @@ class FaultInjectingStore final : public Store {
     kFailAll,          // fail every call
     kFailAfterDeadline,  // fail every call once the clock reaches a deadline
     kFailRandomly,       // fail each call with a set probability (seeded)
+    kFailMethod,         // fail every call of one method
   };
 
   // `inner` (not owned) receives the forwarded calls; `clock` (null: the real
@@ -67,7 +68,7 @@ class FaultInjectingStore final : public Store {
   void FailFromNthCall(int64_t n);
   // Fails PutSession, UpdateSession, DeleteSession, PutSessionWithIdempotency,
   // DeleteIdempotency, AcquireLease, AcquireFirstFreeLease, RenewLease,
-  // RenewLeases and ReleaseLease; reads go through.
+  // RenewLeases, ReleaseLease and ReleaseLeases; reads go through.
   void FailWrites();
   void FailAll();
   // Fails every call made once the clock's MonotonicMs() has reached now +
@@ -78,6 +79,10 @@ class FaultInjectingStore final : public Store {
   // order of calls give the same faults. Load tests use it to fail calls at
   // random points of concurrent operations.
   void FailRandomly(double probability, uint64_t seed);
+  // Fails every call of the method named `method` ("ReleaseLeases"); the
+  // other methods go through. InvalidError, mode unchanged, for a name that
+  // is not a Store method.
+  absl::Status FailMethod(std::string_view method);
 
   Mode mode() const;
 
@@ -128,6 +133,8 @@ class FaultInjectingStore final : public Store {
                                                         int64_t ttl_ms) override;
   absl::StatusOr<std::vector<absl::StatusOr<LeaseGrant>>> RenewLeases(
       std::span<const LeaseRef> leases, int64_t ttl_ms) override;
+  absl::StatusOr<std::vector<absl::Status>> ReleaseLeases(
+      std::span<const LeaseRef> leases) override;
   int64_t NowMs() const override;
 
  private:
@@ -148,6 +155,7 @@ class FaultInjectingStore final : public Store {
     kListLeases,
     kAcquireFirstFreeLease,
     kRenewLeases,
+    kReleaseLeases,
     kCount,
   };
   static constexpr size_t kMethodCount = static_cast<size_t>(Method::kCount);
@@ -165,6 +173,7 @@ class FaultInjectingStore final : public Store {
 
   mutable std::mutex mu_;
   Mode mode_ ABSL_GUARDED_BY(mu_) = Mode::kNone;
+  Method mode_method_ ABSL_GUARDED_BY(mu_) = Method::kCount;  // kFailMethod
   int64_t mode_n_ ABSL_GUARDED_BY(mu_) = 0;            // kFailNthCall, kFailFromNthCall
   int64_t mode_deadline_ms_ ABSL_GUARDED_BY(mu_) = 0;  // kFailAfterDeadline
   // kFailRandomly: a call fails when the next draw is below the threshold.

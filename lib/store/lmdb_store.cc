@@ -2430,26 +2430,76 @@ absl::StatusOr<std::vector<absl::StatusOr<LeaseGrant>>> LmdbStore::RenewLeases(
   return answers;
 }
 
+namespace {
+
+// One release inside write transaction `w`, at `now`. The returned status
+// fails the whole transaction (LMDB trouble, a record that does not decode);
+// `answer` is ReleaseLease's answer. An expired record is deleted and answers
+// NotFound (`expired_deleted`: commit anyway).
+absl::Status ReleaseIn(Env& env, WriteTxn& w, std::string_view key, std::string_view owner,
+                       int64_t now, absl::Status& answer, bool& expired_deleted) {
+  const DbKey db_key(key);
+  MDB_val val;
+  XG2G_ASSIGN_OR_RETURN(const bool found,
+                        Get(env, w.txn, env.leases, db_key.val(), val, "a lease"));
+  if (!found) {
+    answer = LeaseNotHeld(key);
+    return absl::OkStatus();
+  }
+  XG2G_ASSIGN_OR_RETURN(const LeaseRecord lease, DecodeLease(key, ViewOf(val)));
+  XG2G_RETURN_IF_ERROR(CheckFullKey("lease", key, db_key, lease));
+  const bool expired = now >= lease.expires_at_ms;
+  if (!expired && lease.owner != owner) {
+    answer = LeaseHeldByOther(key, lease.owner, owner);
+    return absl::OkStatus();
+  }
+  XG2G_RETURN_IF_ERROR(Del(w, env.leases, db_key.val(), fmt::format("lease {}", Quoted(key))));
+  expired_deleted = expired;
+  answer = expired ? LeaseNotHeld(key) : absl::OkStatus();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::Status LmdbStore::ReleaseLease(std::string_view key, std::string_view owner) {
   XG2G_RETURN_IF_ERROR(ValidateLeaseArgs(key, owner));
   Env& env = *env_;
-  const DbKey db_key(key);
   return Write(env, WriteKind::kFrees, [&](WriteTxn& w) -> absl::Status {
-    MDB_val val;
-    XG2G_ASSIGN_OR_RETURN(const bool found,
-                          Get(env, w.txn, env.leases, db_key.val(), val, "a lease"));
-    if (!found) return LeaseNotHeld(key);
-    XG2G_ASSIGN_OR_RETURN(const LeaseRecord lease, DecodeLease(key, ViewOf(val)));
-    XG2G_RETURN_IF_ERROR(CheckFullKey("lease", key, db_key, lease));
-    const bool expired = NowMs() >= lease.expires_at_ms;
-    if (!expired && lease.owner != owner) return LeaseHeldByOther(key, lease.owner, owner);
-    XG2G_RETURN_IF_ERROR(Del(w, env.leases, db_key.val(), fmt::format("lease {}", Quoted(key))));
-    if (expired) {
-      w.commit_on_error = true;
-      return LeaseNotHeld(key);
+    absl::Status answer;
+    bool expired_deleted = false;
+    XG2G_RETURN_IF_ERROR(ReleaseIn(env, w, key, owner, NowMs(), answer, expired_deleted));
+    if (expired_deleted) w.commit_on_error = true;
+    return answer;
+  });
+}
+
+absl::StatusOr<std::vector<absl::Status>> LmdbStore::ReleaseLeases(
+    std::span<const LeaseRef> leases) {
+  std::vector<absl::Status> answers;
+  if (leases.empty()) return answers;
+  Env& env = *env_;
+  const absl::Status written = Write(env, WriteKind::kFrees, [&](WriteTxn& w) -> absl::Status {
+    answers.clear();  // a round that runs again (a grown map) starts over
+    const int64_t now = NowMs();
+    for (const LeaseRef& lease : leases) {
+      absl::Status valid = ValidateLeaseArgs(lease.key, lease.owner);
+      if (!valid.ok()) {
+        answers.push_back(std::move(valid));
+        continue;
+      }
+      absl::Status answer;
+      bool expired_deleted = false;
+      XG2G_RETURN_IF_ERROR(
+          ReleaseIn(env, w, lease.key, lease.owner, now, answer, expired_deleted));
+      answers.push_back(std::move(answer));
     }
     return absl::OkStatus();
   });
+  if (!written.ok()) {
+    // Nothing was committed: every release answers with the transaction's error.
+    answers.assign(leases.size(), written);
+  }
+  return answers;
 }
 
 absl::StatusOr<LeaseInfo> LmdbStore::GetLease(std::string_view key) {

@@ -171,6 +171,8 @@ class LmdbStore final : public Store {
   absl::StatusOr<LeaseInfo> GetLease(std::string_view key) override;
   absl::StatusOr<std::vector<LeaseInfo>> ListLeases() override;
   // Every renewal in one write transaction: one sync for all.
+  absl::StatusOr<std::vector<absl::Status>> ReleaseLeases(
+      std::span<const LeaseRef> leases) override;
   absl::StatusOr<std::vector<absl::StatusOr<LeaseGrant>>> RenewLeases(
       std::span<const LeaseRef> leases, int64_t ttl_ms) override;
   // One read transaction finds the first key free (absent or expired);

@@ -33,7 +33,8 @@ struct FirstLeaseGrant {
   LeaseGrant grant;
 };
 
-// One lease for Store::RenewLeases: its key and the owner renewing it.
+// One lease for Store::RenewLeases and Store::ReleaseLeases: its key and the
+// owner renewing or releasing it.
 struct LeaseRef {
   std::string_view key;
   std::string_view owner;
@@ -152,6 +153,15 @@ class Store {
   // RenewLease for each.
   [[nodiscard]] virtual absl::StatusOr<std::vector<absl::StatusOr<LeaseGrant>>> RenewLeases(
       std::span<const LeaseRef> leases, int64_t ttl_ms);
+
+  // ReleaseLease for each of `leases`, as one step where the backend can (one
+  // write transaction on LMDB): answer i is what ReleaseLease(leases[i]...)
+  // would have answered, and each release stands on its own. A store that
+  // cannot be reached answers each release with its error (the
+  // fault-injecting wrapper fails the whole call instead). The default calls
+  // ReleaseLease for each.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<absl::Status>> ReleaseLeases(
+      std::span<const LeaseRef> leases);
 
   // Grants `owner` the first of `keys`, in their order, that is free (never
   // acquired, released or expired), with a new token as AcquireLease grants

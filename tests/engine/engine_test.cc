@@ -749,6 +749,73 @@ TEST_CASE("a heartbeat renews the leases of every live session in one store call
   CHECK(f.engine->Stats().lease_losses == 1);
 }
 
+TEST_CASE("the leases of every session that ends in one engine turn are released in one store call") {
+  FakeClock clock;
+  auto opened = OpenStore("memory:", &clock);
+  REQUIRE(opened.ok());
+  FaultInjectingStore faults(opened->get(), &clock);
+  auto pipeline = std::make_shared<SimulatedPipeline>();  // reports in the next turn
+  auto created = Engine::Create(ManualOptions({0, 1, 2, 3}), &faults, &clock, pipeline, nullptr);
+  REQUIRE(created.ok());
+  Engine& engine = **created;
+  pipeline->Attach(&engine);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    StartRequest r;
+    r.service_ref = fmt::format("1:0:1:BATCH{}", i);
+    auto started = engine.Start(r);
+    REQUIRE(started.ok());
+    ids.push_back(started->session_id);
+  }
+  engine.Poll();  // the host starts them
+  engine.Poll();  // their ready reports
+  for (const std::string& id : ids) {
+    REQUIRE((*opened)->GetSession(id)->state == SessionState::kReady);
+    REQUIRE(engine.Stop(id).ok());  // STOPPING; the host is told in the next turn
+  }
+  engine.Poll();  // the host stops them
+  REQUIRE((*opened)->ListLeases()->size() == 6);
+  faults.ResetCalls();
+  engine.Poll();  // the three stopped reports end the sessions
+  for (const std::string& id : ids) {
+    CHECK((*opened)->GetSession(id)->state == SessionState::kStopped);
+  }
+  CHECK(faults.CallCount("ReleaseLeases") == 1);
+  CHECK(faults.CallCount("ReleaseLease") == 0);
+  CHECK((*opened)->ListLeases()->empty());
+
+  // Outside a turn (a stop before the host ever started it) the release goes
+  // at once, in one call for both leases.
+  StartRequest late;
+  late.service_ref = "1:0:1:BATCH-LATE";
+  auto started = engine.Start(late);
+  REQUIRE(started.ok());
+  faults.ResetCalls();
+  REQUIRE(engine.Stop(started->session_id).ok());
+  CHECK(faults.CallCount("ReleaseLeases") == 1);
+  CHECK((*opened)->ListLeases()->empty());
+
+  // A release the store failed is retried by the sweeper, one lease at a time.
+  auto again = engine.Start(late);
+  REQUIRE(again.ok());
+  engine.Poll();
+  engine.Poll();
+  REQUIRE(engine.Stop(again->session_id).ok());
+  engine.Poll();  // the host stops it
+  REQUIRE(faults.FailMethod("ReleaseLeases").ok());
+  const int64_t faults_before = faults.FaultsInjected();
+  engine.Poll();  // the stopped report ends it; ReleaseLeases is refused
+  CHECK(faults.FaultsInjected() == faults_before + 1);
+  CHECK((*opened)->GetSession(again->session_id)->state == SessionState::kStopped);
+  CHECK((*opened)->ListLeases()->size() == 2);
+  faults.FailNone();
+  faults.ResetCalls();
+  clock.AdvanceMs(1'000);
+  engine.Poll();  // the sweeper's turn: the cleanups, one lease at a time
+  CHECK(faults.CallCount("ReleaseLease") == 2);
+  CHECK((*opened)->ListLeases()->empty());
+}
+
 TEST_CASE("a heartbeat the store failed is tried again within a second, so two bad beats lose no lease") {
   FaultyFixture f({0, 1});
   const std::vector<std::string> ids = f.StartServices(2, "RETRY");

@@ -1154,6 +1154,50 @@ TEST_CASE("renewing many leases with a bad ttl fails with EINVAL and renews noth
   CHECK(none->empty());
 }
 
+// ------------------------------------------------------ releasing many at once
+
+TEST_CASE("releasing many leases at once answers each as ReleaseLease would and frees only the owner's") {
+  StoreHarness h;
+  Store& store = h.store();
+  auto mine = store.AcquireLease("tuner:0", "daemon-a", HarnessLongTtl());
+  REQUIRE_OK(mine);
+  REQUIRE_OK(store.AcquireLease("service:1", "daemon-a", HarnessLongTtl()));
+  auto theirs = store.AcquireLease("tuner:1", "daemon-b", HarnessLongTtl());
+  REQUIRE_OK(theirs);
+  auto short_lived = store.AcquireLease("tuner:2", "daemon-a", h.ShortTtlMs());
+  REQUIRE_OK(short_lived);
+  h.AdvanceTo(short_lived->expires_at_ms);
+  const std::vector<LeaseRef> leases = {{"tuner:0", "daemon-a"},   {"tuner:1", "daemon-a"},
+                                        {"tuner:2", "daemon-a"},   {"tuner:9", "daemon-a"},
+                                        {"service:1", "daemon-a"}, {"tuner:3", ""},
+                                        {"tuner:0", "daemon-a"}};
+  auto answers = store.ReleaseLeases(leases);
+  REQUIRE_OK(answers);
+  REQUIRE(answers->size() == leases.size());
+  REQUIRE_OK((*answers)[0]);
+  CHECK_ERROR((*answers)[1], ErrorCode::kConflict, "tuner:1");
+  CHECK_ERROR((*answers)[2], ErrorCode::kNotFound, "tuner:2");  // expired
+  CHECK_ERROR((*answers)[3], ErrorCode::kNotFound, "tuner:9");  // never held
+  REQUIRE_OK((*answers)[4]);
+  CHECK_ERROR((*answers)[5], ErrorCode::kInvalid, "owner");
+  CHECK_ERROR((*answers)[6], ErrorCode::kNotFound, "tuner:0");  // released just before
+
+  // What the answers say is what the store holds now: only the other
+  // owner's lease, untouched; the freed key is granted anew.
+  auto left = store.ListLeases();
+  REQUIRE_OK(left);
+  REQUIRE(left->size() == 1);
+  CHECK(left->front().key == "tuner:1");
+  CHECK(left->front().owner == "daemon-b");
+  CHECK(left->front().expires_at_ms == theirs->expires_at_ms);
+  auto again = store.AcquireLease("tuner:0", "daemon-c", HarnessLongTtl());
+  REQUIRE_OK(again);
+  CHECK(again->fencing_token > mine->fencing_token);
+  auto none = store.ReleaseLeases({});
+  REQUIRE_OK(none);
+  CHECK(none->empty());
+}
+
 TEST_CASE("getting a lease with an empty key fails with EINVAL") {
   StoreHarness h;
   CHECK_ERROR(h.store().GetLease(""), ErrorCode::kInvalid, "lease key");

@@ -797,6 +797,32 @@ TEST_CASE("renewing many leases at once is one write transaction") {
   }
 }
 
+TEST_CASE("releasing many leases at once is one write transaction") {
+  ScratchDir scratch;
+  FakeClock clock;
+  auto store = OpenLmdb(scratch.path(), &clock);
+  std::vector<std::string> keys;
+  for (int i = 0; i < 100; ++i) {
+    keys.push_back(fmt::format("tuner:{}", i));
+    REQUIRE_OK(store->AcquireLease(keys.back(), "daemon-a", 30'000));
+  }
+  std::vector<LeaseRef> leases;
+  for (const std::string& key : keys) leases.push_back(LeaseRef{key, "daemon-a"});
+  leases.push_back(LeaseRef{"tuner:none", "daemon-a"});  // answered NotFound, in the same commit
+  const LmdbCommitStats before = store->CommitStats();
+  auto answers = store->ReleaseLeases(leases);
+  REQUIRE_OK(answers);
+  const LmdbCommitStats after = store->CommitStats();
+  CHECK(after.groups == before.groups + 1);
+  CHECK(after.writes == before.writes + 1);
+  REQUIRE(answers->size() == leases.size());
+  for (size_t i = 0; i < keys.size(); ++i) REQUIRE_OK((*answers)[i]);
+  CHECK_ERROR(answers->back(), ErrorCode::kNotFound, "tuner:none");
+  auto left = store->ListLeases();
+  REQUIRE_OK(left);
+  CHECK(left->empty());
+}
+
 TEST_CASE("writes that wait for the writer lock are committed together, each on its own merits") {
   ScratchDir scratch;
   FakeClock clock;

@@ -93,6 +93,16 @@ std::vector<NamedCall> EveryMethod() {
          }
          return absl::OkStatus();
        }},
+      {"ReleaseLeases",
+       [](Store& s) {
+         const std::vector<LeaseRef> leases = {{"tuner:0", "me"}, {"tuner:1", "me"}};
+         auto answers = s.ReleaseLeases(leases);
+         if (!answers.ok()) return answers.status();
+         for (const absl::Status& answer : *answers) {
+           if (!answer.ok()) return answer;
+         }
+         return absl::OkStatus();
+       }},
   };
 }
 
@@ -251,17 +261,17 @@ TEST_CASE("failing every write fails each writing method, leaves the store as it
       CHECK(CodeOf(status) != ErrorCode::kUnavailable);
     }
   }
-  CHECK(writes == 10);
-  CHECK(store.FaultsInjected() == 10);
+  CHECK(writes == 11);
+  CHECK(store.FaultsInjected() == 11);
   CHECK(Snapshot(inner) == before);
   CHECK(inner.GetIdempotency("other-key").ok());
 }
 
-TEST_CASE("the write methods are exactly the ten that change the store") {
+TEST_CASE("the write methods are exactly the eleven that change the store") {
   for (std::string_view name : {"PutSession", "UpdateSession", "DeleteSession",
                                 "PutSessionWithIdempotency", "DeleteIdempotency", "AcquireLease",
                                 "AcquireFirstFreeLease", "RenewLease", "RenewLeases",
-                                "ReleaseLease"}) {
+                                "ReleaseLease", "ReleaseLeases"}) {
     CHECK_MESSAGE(FaultInjectingStore::IsWriteMethod(name), std::string(name));
   }
   for (std::string_view name : {"GetSession", "ScanSessions", "ListSessions", "GetIdempotency",
@@ -318,6 +328,37 @@ TEST_CASE("failing after a huge delay never overflows into failing at once") {
   CHECK(store.ListLeases().ok());
   store.FailAfterDelay(0);
   CheckInjected(store.ListLeases().status(), "ListLeases", 1);
+}
+
+TEST_CASE("failing one method fails every call of it and only it; an unknown name changes nothing") {
+  FakeClock clock;
+  MemoryStore inner(&clock);
+  FaultInjectingStore store(&inner, &clock);
+  REQUIRE(inner.PutSession(Session("p")).ok());
+  REQUIRE(inner.AcquireLease("tuner:0", "me", kTtl).ok());
+  REQUIRE(inner.AcquireLease("tuner:1", "me", kTtl).ok());
+  REQUIRE(store.FailMethod("ReleaseLeases").ok());
+  CHECK(store.mode() == FaultInjectingStore::Mode::kFailMethod);
+  int64_t n = 0;
+  for (const NamedCall& c : EveryMethod()) {
+    ++n;
+    INFO("method: ", c.name);
+    const absl::Status status = c.call(store);
+    if (c.name == "ReleaseLeases") {
+      CheckInjected(status, c.name, n);
+    } else {
+      CHECK(CodeOf(status) != ErrorCode::kUnavailable);
+    }
+  }
+  CHECK(store.FaultsInjected() == 1);
+  CHECK(inner.GetLease("tuner:0").ok());  // the refused release changed nothing
+
+  const absl::Status unknown = store.FailMethod("ReleaseEverything");
+  CHECK(CodeOf(unknown) == ErrorCode::kInvalid);
+  CHECK(FromAbsl(unknown.message()).find("ReleaseEverything") != std::string_view::npos);
+  CHECK(store.mode() == FaultInjectingStore::Mode::kFailMethod);
+  const std::vector<LeaseRef> both = {{"tuner:0", "me"}};
+  CHECK(CodeOf(store.ReleaseLeases(both).status()) == ErrorCode::kUnavailable);
 }
 
 TEST_CASE("failing at random fails about the set share of calls, the same ones for the same seed") {
