@@ -33,14 +33,6 @@ int64_t HeartbeatRetryMs(const EngineOptions& options) {
   return std::min(options.heartbeat_ms, kHeartbeatRetryMs);
 }
 
-// The releases held back during a Poll turn on this thread (see
-// Engine::ReleaseLeases); `engine` is null outside a turn.
-struct HeldReleases {
-  const void* engine = nullptr;
-  std::vector<std::pair<std::string, std::string>> leases;
-};
-thread_local HeldReleases t_held_releases;
-
 std::string ServiceLeaseKey(std::string_view service_ref) {
   return fmt::format("service:{}", service_ref);
 }
@@ -305,9 +297,6 @@ absl::StatusOr<StartResult> Engine::Start(const StartRequest& request,
   counters_.start_intents.fetch_add(1, std::memory_order_relaxed);
   if (busy_session_id != nullptr) busy_session_id->clear();
   XG2G_RETURN_IF_ERROR(ValidateStart(request));
-  // A start made from inside a Poll turn (a host callback) sees the tuners
-  // of the sessions that turn ended as free.
-  FlushHeldReleases();
 
   const int64_t now = NowMs();
   SessionRecord record;
@@ -579,19 +568,11 @@ std::optional<SessionRecord> Engine::QueueHostStop(const std::string& session_id
 }
 
 void Engine::ReleaseLeases(const SessionRecord& record) {
-  LeasePairs leases = {{ServiceLeaseKey(record.service_ref), record.session_id}};
+  std::vector<std::pair<std::string, std::string>> leases = {
+      {ServiceLeaseKey(record.service_ref), record.session_id}};
   if (const int slot = SlotOf(record); slot >= 0) {
     leases.emplace_back(TunerLeaseKey(slot), record.session_id);
   }
-  if (t_held_releases.engine == this) {
-    for (auto& lease : leases) t_held_releases.leases.push_back(std::move(lease));
-    return;
-  }
-  ReleaseNow(leases);
-}
-
-void Engine::ReleaseNow(const LeasePairs& leases) {
-  if (leases.empty()) return;
   std::vector<LeaseRef> refs;
   refs.reserve(leases.size());
   for (const auto& [key, owner] : leases) refs.push_back(LeaseRef{key, owner});
@@ -608,13 +589,6 @@ void Engine::ReleaseNow(const LeasePairs& leases) {
       });
     }
   }
-}
-
-void Engine::FlushHeldReleases() {
-  if (t_held_releases.engine != this || t_held_releases.leases.empty()) return;
-  LeasePairs leases;
-  leases.swap(t_held_releases.leases);
-  ReleaseNow(leases);
 }
 
 void Engine::Finish(const SessionRecord& record) {
@@ -880,7 +854,6 @@ void Engine::Recover() {
     if (options_.requeue_on_recovery && record.state == SessionState::kStarting) {
       // Re-queue: take the leases again and start the host pipeline anew.
       ReleaseLeases(record);
-      FlushHeldReleases();  // released before they are taken again
       auto service = store_->AcquireLease(ServiceLeaseKey(record.service_ref), record.session_id,
                                           options_.lease_ttl_ms);
       int slot = -1;
@@ -953,15 +926,6 @@ void Engine::Drain() {
 
 void Engine::Poll() {
   std::lock_guard<std::mutex> poll_lock(poll_mu_);
-  // Leases released during the turn go to the store together at its end.
-  struct HoldReleases {
-    Engine* engine;
-    explicit HoldReleases(Engine* e) : engine(e) { t_held_releases.engine = e; }
-    ~HoldReleases() {
-      engine->FlushHeldReleases();
-      t_held_releases.engine = nullptr;
-    }
-  } hold(this);
   std::deque<std::function<void()>> tasks;
   std::vector<std::function<void()>> timers;
   std::vector<std::function<absl::Status()>> cleanups;

@@ -211,15 +211,9 @@ class Engine {
   std::optional<SessionRecord> QueueHostStop(const std::string& session_id);
   // Releases the session's leases and forgets it locally.
   void Finish(const SessionRecord& record);
-  // Inside Poll, on its thread, the releases wait for the end of the turn
-  // and go to the store in one ReleaseLeases call (one commit on LMDB for
-  // every session that ended in the turn); elsewhere they go at once.
+  // Both of the session's leases in one ReleaseLeases call (one commit on
+  // LMDB); a release the store refused is retried on the sweeper's turns.
   void ReleaseLeases(const SessionRecord& record);
-  using LeasePairs = std::vector<std::pair<std::string, std::string>>;  // key, owner
-  void ReleaseNow(const LeasePairs& leases);
-  // The releases Poll held back on this thread, sent now (Poll's end, or a
-  // start made from inside a turn).
-  void FlushHeldReleases();
   absl::Status CheckToken(std::string_view session_id, uint64_t fencing_token);
   // False when the store failed a read or a renewal: the beat is tried again
   // after a second (at most its interval) rather than a whole interval later.

@@ -749,7 +749,7 @@ TEST_CASE("a heartbeat renews the leases of every live session in one store call
   CHECK(f.engine->Stats().lease_losses == 1);
 }
 
-TEST_CASE("the leases of every session that ends in one engine turn are released in one store call") {
+TEST_CASE("an ended session's two leases are released in one store call; a refused one is retried") {
   FakeClock clock;
   auto opened = OpenStore("memory:", &clock);
   REQUIRE(opened.ok());
@@ -780,12 +780,12 @@ TEST_CASE("the leases of every session that ends in one engine turn are released
   for (const std::string& id : ids) {
     CHECK((*opened)->GetSession(id)->state == SessionState::kStopped);
   }
-  CHECK(faults.CallCount("ReleaseLeases") == 1);
+  CHECK(faults.CallCount("ReleaseLeases") == 3);
   CHECK(faults.CallCount("ReleaseLease") == 0);
   CHECK((*opened)->ListLeases()->empty());
 
-  // Outside a turn (a stop before the host ever started it) the release goes
-  // at once, in one call for both leases.
+  // A stop before the host ever started it ends the session at once, on the
+  // caller's thread: both leases go in one call there too.
   StartRequest late;
   late.service_ref = "1:0:1:BATCH-LATE";
   auto started = engine.Start(late);
