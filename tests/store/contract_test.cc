@@ -1099,8 +1099,15 @@ TEST_CASE("acquiring the first free lease with bad arguments fails with EINVAL a
 
 // ------------------------------------------------------- renewing many at once
 
-TEST_CASE("renewing many leases at once answers each as RenewLease would and renews only the held ones") {
-  StoreHarness h;
+namespace {
+
+// The leases both batch cases start from: daemon-a holds tuner:0 and
+// service:1, daemon-b holds tuner:1, and daemon-a's tuner:2 has just expired.
+struct MixedLeases {
+  LeaseGrant mine, also_mine, theirs;
+};
+
+MixedLeases AcquireMixedLeases(StoreHarness& h) {
   Store& store = h.store();
   auto mine = store.AcquireLease("tuner:0", "daemon-a", HarnessLongTtl());
   REQUIRE_OK(mine);
@@ -1111,6 +1118,18 @@ TEST_CASE("renewing many leases at once answers each as RenewLease would and ren
   auto short_lived = store.AcquireLease("tuner:2", "daemon-a", h.ShortTtlMs());
   REQUIRE_OK(short_lived);
   h.AdvanceTo(short_lived->expires_at_ms);
+  return MixedLeases{*mine, *also_mine, *theirs};
+}
+
+}  // namespace
+
+TEST_CASE("renewing many leases at once answers each as RenewLease would and renews only the held ones") {
+  StoreHarness h;
+  Store& store = h.store();
+  const MixedLeases mixed = AcquireMixedLeases(h);
+  const LeaseGrant* mine = &mixed.mine;
+  const LeaseGrant* also_mine = &mixed.also_mine;
+  const LeaseGrant* theirs = &mixed.theirs;
   const std::vector<LeaseRef> leases = {{"tuner:0", "daemon-a"},   {"tuner:1", "daemon-a"},
                                         {"tuner:2", "daemon-a"},   {"tuner:9", "daemon-a"},
                                         {"service:1", "daemon-a"}, {"", "daemon-a"}};
@@ -1159,14 +1178,9 @@ TEST_CASE("renewing many leases with a bad ttl fails with EINVAL and renews noth
 TEST_CASE("releasing many leases at once answers each as ReleaseLease would and frees only the owner's") {
   StoreHarness h;
   Store& store = h.store();
-  auto mine = store.AcquireLease("tuner:0", "daemon-a", HarnessLongTtl());
-  REQUIRE_OK(mine);
-  REQUIRE_OK(store.AcquireLease("service:1", "daemon-a", HarnessLongTtl()));
-  auto theirs = store.AcquireLease("tuner:1", "daemon-b", HarnessLongTtl());
-  REQUIRE_OK(theirs);
-  auto short_lived = store.AcquireLease("tuner:2", "daemon-a", h.ShortTtlMs());
-  REQUIRE_OK(short_lived);
-  h.AdvanceTo(short_lived->expires_at_ms);
+  const MixedLeases mixed = AcquireMixedLeases(h);
+  const LeaseGrant* mine = &mixed.mine;
+  const LeaseGrant* theirs = &mixed.theirs;
   const std::vector<LeaseRef> leases = {{"tuner:0", "daemon-a"},   {"tuner:1", "daemon-a"},
                                         {"tuner:2", "daemon-a"},   {"tuner:9", "daemon-a"},
                                         {"service:1", "daemon-a"}, {"tuner:3", ""},

@@ -773,15 +773,25 @@ TEST_CASE("a cached session overwritten with garbage is ECORRUPT naming its key,
   CHECK(again->reason_detail == Session("victim").reason_detail);
 }
 
+namespace {
+
+// Leases tuner:0 .. tuner:<count - 1>, all held by `owner` for 30 s; their keys.
+std::vector<std::string> AcquireTuners(Store& store, int count, std::string_view owner) {
+  std::vector<std::string> keys;
+  for (int i = 0; i < count; ++i) {
+    keys.push_back(fmt::format("tuner:{}", i));
+    REQUIRE_OK(store.AcquireLease(keys.back(), owner, 30'000));
+  }
+  return keys;
+}
+
+}  // namespace
+
 TEST_CASE("renewing many leases at once is one write transaction") {
   ScratchDir scratch;
   FakeClock clock;
   auto store = OpenLmdb(scratch.path(), &clock);
-  std::vector<std::string> keys;
-  for (int i = 0; i < 100; ++i) {
-    keys.push_back(fmt::format("tuner:{}", i));
-    REQUIRE_OK(store->AcquireLease(keys.back(), "daemon-a", 30'000));
-  }
+  const std::vector<std::string> keys = AcquireTuners(*store, 100, "daemon-a");
   std::vector<LeaseRef> leases;
   for (const std::string& key : keys) leases.push_back(LeaseRef{key, "daemon-a"});
   clock.AdvanceMs(1'000);
@@ -801,11 +811,7 @@ TEST_CASE("releasing many leases at once is one write transaction") {
   ScratchDir scratch;
   FakeClock clock;
   auto store = OpenLmdb(scratch.path(), &clock);
-  std::vector<std::string> keys;
-  for (int i = 0; i < 100; ++i) {
-    keys.push_back(fmt::format("tuner:{}", i));
-    REQUIRE_OK(store->AcquireLease(keys.back(), "daemon-a", 30'000));
-  }
+  const std::vector<std::string> keys = AcquireTuners(*store, 100, "daemon-a");
   std::vector<LeaseRef> leases;
   for (const std::string& key : keys) leases.push_back(LeaseRef{key, "daemon-a"});
   leases.push_back(LeaseRef{"tuner:none", "daemon-a"});  // answered NotFound, in the same commit
