@@ -11,6 +11,11 @@ PACKAGES := build-essential meson ninja-build pkgconf python3 python3-pytest pyt
 
 BUILD ?= build
 MESON_TEST := meson test --print-errorlogs --num-processes 2
+# After a failed run: the lines of the test log that say what failed, again at
+# the very end of the output (a CI log is often read from its tail).
+failure_tail = { echo "--- what failed, from $(1)/meson-logs/testlog.txt ---"; \
+  grep -E -A3 "ERROR:|FAILED|runtime error:|Sanitizer|Traceback|AssertionError|^ *[0-9]+/[0-9]+ .*(FAIL|TIMEOUT)" \
+    $(1)/meson-logs/testlog.txt | tail -n 80; exit 1; }
 SAN_OPTS := -Db_lundef=false -Dpython_tests=false -Dexamples=false -Dbenchmarks=false
 
 export ASAN_OPTIONS := detect_leaks=1:abort_on_error=1:strict_string_checks=1
@@ -48,7 +53,7 @@ build: deps
 	meson compile -C $(BUILD)
 
 test-main: build
-	$(MESON_TEST) -C $(BUILD)
+	$(MESON_TEST) -C $(BUILD) || $(call failure_tail,$(BUILD))
 	tests/integration/install_check.sh $(BUILD)
 
 # The sanitizer builds compile only what their suites run
@@ -64,14 +69,16 @@ test-asan: deps
 	$(call setup,build-asan,-Db_sanitize=address,undefined $(SAN_OPTS))
 	ninja -C build-asan build.ninja  # regenerated first if meson files changed: the target list is current
 	targets=$$(python3 tests/ci/suite_targets.py build-asan $(ASAN_SUITES)); ninja -C build-asan $$targets
-	$(MESON_TEST) -C build-asan --no-rebuild $(addprefix --suite ,$(ASAN_SUITES))
+	$(MESON_TEST) -C build-asan --no-rebuild $(addprefix --suite ,$(ASAN_SUITES)) \
+	  || $(call failure_tail,build-asan)
 
 # The concurrency and store suites under TSan.
 test-tsan: deps
 	$(call setup,build-tsan,-Db_sanitize=thread $(SAN_OPTS))
 	ninja -C build-tsan build.ninja  # regenerated first if meson files changed: the target list is current
 	targets=$$(python3 tests/ci/suite_targets.py build-tsan $(TSAN_SUITES)); ninja -C build-tsan $$targets
-	$(MESON_TEST) -C build-tsan --no-rebuild $(addprefix --suite ,$(TSAN_SUITES))
+	$(MESON_TEST) -C build-tsan --no-rebuild $(addprefix --suite ,$(TSAN_SUITES)) \
+	  || $(call failure_tail,build-tsan)
 
 # libFuzzer (clang, ASan+UBSan, build-fuzz): every target with a corpus in
 # tests/fuzz/corpus/<target>/ runs FUZZ_SECONDS from that corpus. New inputs
