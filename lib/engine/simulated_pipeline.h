@@ -66,7 +66,7 @@ class SimulatedPipeline final : public Pipeline {
  private:
   enum class Kind { kReady, kStopped };
   struct Pending {
-    Kind kind;
+    Kind kind = Kind::kReady;
     PipelineCommand command;
   };
 

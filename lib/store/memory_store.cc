@@ -204,8 +204,8 @@ absl::StatusOr<SessionPage> MemoryStore::ListSessions(size_t offset, size_t limi
   std::vector<Cursor> heap;
   heap.reserve(kShardCount);
   for (SessionShard& shard : session_shards_) {
-    const Iterator begin = index == 0 ? shard.sessions.cbegin()
-                                      : shard.sessions.upper_bound(resume_after);
+    const auto begin =
+        index == 0 ? shard.sessions.cbegin() : shard.sessions.upper_bound(resume_after);
     if (begin != shard.sessions.cend()) heap.push_back({begin, shard.sessions.cend()});
   }
   found.reserve(std::min(limit, page.total - offset));
