@@ -568,23 +568,20 @@ std::optional<SessionRecord> Engine::QueueHostStop(const std::string& session_id
 }
 
 void Engine::ReleaseLeases(const SessionRecord& record) {
-  std::vector<std::pair<std::string, std::string>> leases = {
-      {ServiceLeaseKey(record.service_ref), record.session_id}};
-  if (const int slot = SlotOf(record); slot >= 0) {
-    leases.emplace_back(TunerLeaseKey(slot), record.session_id);
-  }
-  std::vector<LeaseRef> refs;
-  refs.reserve(leases.size());
-  for (const auto& [key, owner] : leases) refs.push_back(LeaseRef{key, owner});
+  const std::string service_key = ServiceLeaseKey(record.service_ref);
+  const int slot = SlotOf(record);
+  const std::string tuner_key = slot >= 0 ? TunerLeaseKey(slot) : std::string();
+  std::vector<LeaseRef> refs = {{service_key, record.session_id}};
+  if (slot >= 0) refs.push_back(LeaseRef{tuner_key, record.session_id});
   auto answers = store_->ReleaseLeases(refs);
   const bool answered = answers.ok() && answers->size() == refs.size();
-  for (size_t i = 0; i < leases.size(); ++i) {
+  for (size_t i = 0; i < refs.size(); ++i) {
     const absl::Status released = answered ? (*answers)[i] : answers.status();
     if (!released.ok() && CodeOf(released) != ErrorCode::kNotFound &&
         CodeOf(released) != ErrorCode::kConflict) {
       // Retried one by one on the sweeper's turns until the store takes it.
       std::lock_guard<std::mutex> lock(mu_);
-      cleanups_.emplace_back([this, key = leases[i].first, owner = leases[i].second] {
+      cleanups_.emplace_back([this, key = std::string(refs[i].key), owner = record.session_id] {
         return store_->ReleaseLease(key, owner);
       });
     }

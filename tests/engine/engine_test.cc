@@ -750,70 +750,43 @@ TEST_CASE("a heartbeat renews the leases of every live session in one store call
 }
 
 TEST_CASE("an ended session's two leases are released in one store call; a refused one is retried") {
-  FakeClock clock;
-  auto opened = OpenStore("memory:", &clock);
-  REQUIRE(opened.ok());
-  FaultInjectingStore faults(opened->get(), &clock);
-  auto pipeline = std::make_shared<SimulatedPipeline>();  // reports in the next turn
-  auto created = Engine::Create(ManualOptions({0, 1, 2, 3}), &faults, &clock, pipeline, nullptr);
-  REQUIRE(created.ok());
-  Engine& engine = **created;
-  pipeline->Attach(&engine);
-  std::vector<std::string> ids;
-  for (int i = 0; i < 3; ++i) {
-    StartRequest r;
-    r.service_ref = fmt::format("1:0:1:BATCH{}", i);
-    auto started = engine.Start(r);
-    REQUIRE(started.ok());
-    ids.push_back(started->session_id);
+  FaultyFixture f({0, 1, 2, 3});
+  const std::vector<std::string> ids = f.StartServices(3, "BATCH");
+  f.engine->Poll();  // the host starts them
+  REQUIRE(f.pipeline->tuned.size() == 3);
+  for (const PipelineCommand& command : f.pipeline->tuned) {
+    REQUIRE(f.engine->ReportReady(command.session_id, command.fencing_token).ok());
+    REQUIRE(f.engine->Stop(command.session_id).ok());  // STOPPING; the host is told next turn
   }
-  engine.Poll();  // the host starts them
-  engine.Poll();  // their ready reports
+  f.engine->Poll();  // the host stops them
+  REQUIRE(f.pipeline->stopped.size() == 3);
+  REQUIRE(f.inner->ListLeases()->size() == 6);
+  f.faults.ResetCalls();
+  for (const PipelineCommand& command : f.pipeline->stopped) {
+    REQUIRE(f.engine->ReportStopped(command.session_id, command.fencing_token).ok());
+  }
   for (const std::string& id : ids) {
-    REQUIRE((*opened)->GetSession(id)->state == SessionState::kReady);
-    REQUIRE(engine.Stop(id).ok());  // STOPPING; the host is told in the next turn
+    CHECK(f.inner->GetSession(id)->state == SessionState::kStopped);
   }
-  engine.Poll();  // the host stops them
-  REQUIRE((*opened)->ListLeases()->size() == 6);
-  faults.ResetCalls();
-  engine.Poll();  // the three stopped reports end the sessions
-  for (const std::string& id : ids) {
-    CHECK((*opened)->GetSession(id)->state == SessionState::kStopped);
-  }
-  CHECK(faults.CallCount("ReleaseLeases") == 3);
-  CHECK(faults.CallCount("ReleaseLease") == 0);
-  CHECK((*opened)->ListLeases()->empty());
+  CHECK(f.faults.CallCount("ReleaseLeases") == 3);
+  CHECK(f.faults.CallCount("ReleaseLease") == 0);
+  CHECK(f.inner->ListLeases()->empty());
 
-  // A stop before the host ever started it ends the session at once, on the
-  // caller's thread: both leases go in one call there too.
-  StartRequest late;
-  late.service_ref = "1:0:1:BATCH-LATE";
-  auto started = engine.Start(late);
-  REQUIRE(started.ok());
-  faults.ResetCalls();
-  REQUIRE(engine.Stop(started->session_id).ok());
-  CHECK(faults.CallCount("ReleaseLeases") == 1);
-  CHECK((*opened)->ListLeases()->empty());
-
-  // A release the store failed is retried by the sweeper, one lease at a time.
-  auto again = engine.Start(late);
-  REQUIRE(again.ok());
-  engine.Poll();
-  engine.Poll();
-  REQUIRE(engine.Stop(again->session_id).ok());
-  engine.Poll();  // the host stops it
-  REQUIRE(faults.FailMethod("ReleaseLeases").ok());
-  const int64_t faults_before = faults.FaultsInjected();
-  engine.Poll();  // the stopped report ends it; ReleaseLeases is refused
-  CHECK(faults.FaultsInjected() == faults_before + 1);
-  CHECK((*opened)->GetSession(again->session_id)->state == SessionState::kStopped);
-  CHECK((*opened)->ListLeases()->size() == 2);
-  faults.FailNone();
-  faults.ResetCalls();
-  clock.AdvanceMs(1'000);
-  engine.Poll();  // the sweeper's turn: the cleanups, one lease at a time
-  CHECK(faults.CallCount("ReleaseLease") == 2);
-  CHECK((*opened)->ListLeases()->empty());
+  // A release the store refused is retried on the sweeper's turn, one lease
+  // at a time. (A stop before the host started it ends the session at once.)
+  const SessionRecord late = f.StartOne("1:0:1:BATCH-LATE");
+  REQUIRE(f.faults.FailMethod("ReleaseLeases").ok());
+  const int64_t faults_before = f.faults.FaultsInjected();
+  REQUIRE(f.engine->Stop(late.session_id).ok());
+  CHECK(f.faults.FaultsInjected() == faults_before + 1);
+  CHECK(f.inner->GetSession(late.session_id)->state == SessionState::kStopped);
+  CHECK(f.inner->ListLeases()->size() == 2);
+  f.faults.FailNone();
+  f.faults.ResetCalls();
+  f.clock.AdvanceMs(1'000);
+  f.engine->Poll();
+  CHECK(f.faults.CallCount("ReleaseLease") == 2);
+  CHECK(f.inner->ListLeases()->empty());
 }
 
 TEST_CASE("a heartbeat the store failed is tried again within a second, so two bad beats lose no lease") {

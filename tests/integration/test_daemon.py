@@ -284,9 +284,10 @@ def test_many_keep_alive_connections_are_all_answered(daemons):
 
 def test_writes_answered_by_workers_on_keep_alive_connections(daemons):
     # On LMDB the daemon hands each write (and each listing) to a worker
-    # thread and suspends its connection meanwhile. Many keep-alive connections mixing starts, reads
-    # and stops: every answer comes back on its own connection, in order, and
-    # the connection goes on serving requests after a write.
+    # thread and suspends its connection meanwhile. Many keep-alive
+    # connections mixing starts, reads and stops: every answer comes back on
+    # its own connection, in order, and the connection goes on serving
+    # requests after a write.
     d = daemons({"XG2G_TUNER_SLOTS": "0-63", "XG2G_RATELIMIT_WHITELIST": "127.0.0.1"})
     clients, rounds = 16, 6
     failures = []

@@ -785,6 +785,18 @@ std::vector<std::string> AcquireTuners(Store& store, int count, std::string_view
   return keys;
 }
 
+// Runs `call` on `store` and checks that it committed in exactly one write
+// transaction; what `call` answered.
+template <typename Call>
+auto InOneCommit(LmdbStore& store, Call call) {
+  const LmdbCommitStats before = store.CommitStats();
+  auto result = call();
+  const LmdbCommitStats after = store.CommitStats();
+  CHECK(after.groups == before.groups + 1);
+  CHECK(after.writes == before.writes + 1);
+  return result;
+}
+
 }  // namespace
 
 TEST_CASE("renewing many leases at once is one write transaction") {
@@ -795,12 +807,8 @@ TEST_CASE("renewing many leases at once is one write transaction") {
   std::vector<LeaseRef> leases;
   for (const std::string& key : keys) leases.push_back(LeaseRef{key, "daemon-a"});
   clock.AdvanceMs(1'000);
-  const LmdbCommitStats before = store->CommitStats();
-  auto answers = store->RenewLeases(leases, 30'000);
+  auto answers = InOneCommit(*store, [&] { return store->RenewLeases(leases, 30'000); });
   REQUIRE_OK(answers);
-  const LmdbCommitStats after = store->CommitStats();
-  CHECK(after.groups == before.groups + 1);
-  CHECK(after.writes == before.writes + 1);
   for (const auto& answer : *answers) {
     REQUIRE_OK(answer);
     CHECK(answer->expires_at_ms == store->NowMs() + 30'000);
@@ -815,12 +823,8 @@ TEST_CASE("releasing many leases at once is one write transaction") {
   std::vector<LeaseRef> leases;
   for (const std::string& key : keys) leases.push_back(LeaseRef{key, "daemon-a"});
   leases.push_back(LeaseRef{"tuner:none", "daemon-a"});  // answered NotFound, in the same commit
-  const LmdbCommitStats before = store->CommitStats();
-  auto answers = store->ReleaseLeases(leases);
+  auto answers = InOneCommit(*store, [&] { return store->ReleaseLeases(leases); });
   REQUIRE_OK(answers);
-  const LmdbCommitStats after = store->CommitStats();
-  CHECK(after.groups == before.groups + 1);
-  CHECK(after.writes == before.writes + 1);
   REQUIRE(answers->size() == leases.size());
   for (size_t i = 0; i < keys.size(); ++i) REQUIRE_OK((*answers)[i]);
   CHECK_ERROR(answers->back(), ErrorCode::kNotFound, "tuner:none");
