@@ -433,6 +433,7 @@ absl::StatusOr<StartResult> Engine::Start(const StartRequest& request,
       auto grant = store_->AcquireLease(key, id, options_.lease_ttl_ms);
       if (grant.ok()) {
         take(i, grant->fencing_token);
+        LetGoOfSlot(slot);
         break;
       }
       if (CodeOf(grant.status()) != ErrorCode::kBusy) {
@@ -589,9 +590,40 @@ void Engine::ReleaseLeases(const SessionRecord& record) {
 }
 
 void Engine::Finish(const SessionRecord& record) {
+  // Forgotten here before its slot is free in the store: a start that takes
+  // the slot the moment it is released never finds it still counted here.
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    EraseLocal(record.session_id);
+  }
   ReleaseLeases(record);
-  std::lock_guard<std::mutex> lock(mu_);
-  EraseLocal(record.session_id);
+}
+
+void Engine::LetGoOfSlot(int slot) {
+  std::vector<std::string> ids;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (slot < 0 || slot > kMaxSlot || local_slot_users_[slot] == 0) return;
+    for (const auto& [id, local] : local_) {
+      if (local.command.slot == slot) ids.push_back(id);
+    }
+  }
+  for (const std::string& id : ids) {
+    // Its lease ran out or it has ended: failed as the next heartbeat would
+    // fail it (a no-op for an ended one), stopped on the host (queued ahead
+    // of the new session's tune) and forgotten here.
+    bool changed = false;
+    auto failed = Transition(id, SessionEvent::kLeaseLost, Reason::kLeaseExpired,
+                             "its tuner lease was taken over", {}, &changed);
+    if (changed) counters_.lease_losses.fetch_add(1, std::memory_order_relaxed);
+    QueueHostStop(id);
+    if (failed.ok()) {
+      Finish(*failed);  // its tuner lease is not its own any more: released only if it were
+    } else {
+      std::lock_guard<std::mutex> lock(mu_);
+      EraseLocal(id);
+    }
+  }
 }
 
 void Engine::AddLocal(const std::string& id, const PipelineCommand& command) {

@@ -180,6 +180,11 @@ class Engine {
                                            std::string_view detail,
                                            const std::function<void(SessionRecord&)>& extra = {},
                                            bool* changed = nullptr);
+  // A start has just taken over `slot`'s tuner lease: the sessions this
+  // engine still drives on it lost their lease. Each is failed (lease lost),
+  // stopped on the host and forgotten here, so the engine never counts more
+  // sessions than slots. Called without mu_.
+  void LetGoOfSlot(int slot);
   // local_ changes go through these two (with mu_ held), which keep
   // local_slot_users_ in step.
   void AddLocal(const std::string& id, const PipelineCommand& command);

@@ -161,7 +161,19 @@ void FaultInjectingStore::ResetCalls() {
 
 // ---------------------------------------------------------------- admission
 
+void FaultInjectingStore::SetCallHook(CallHook hook) {
+  auto shared = hook ? std::make_shared<const CallHook>(std::move(hook)) : nullptr;
+  std::lock_guard lock(mu_);
+  hook_ = std::move(shared);
+}
+
 absl::Status FaultInjectingStore::Admit(Method method) {
+  std::shared_ptr<const CallHook> hook;
+  {
+    std::lock_guard lock(mu_);
+    hook = hook_;
+  }
+  if (hook) (*hook)(NameOf(method));
   // Read before the lock: the clock is the caller's and may take locks of
   // its own. A call that read it just before a FailAfterDelay set the mode
   // compares a time from before the deadline was set: it goes through.

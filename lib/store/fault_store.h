@@ -23,6 +23,8 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -105,6 +107,13 @@ class FaultInjectingStore final : public Store {
   // True for the methods kFailWrites fails ("PutSession", ...).
   static bool IsWriteMethod(std::string_view method);
 
+  // Runs `hook` with the method's name at the start of every call, before
+  // the call is counted, failed or forwarded, on the caller's thread and
+  // with no lock of the wrapper held: a test looks there at what its caller
+  // has done so far. An empty function removes the hook.
+  using CallHook = std::function<void(std::string_view method)>;
+  void SetCallHook(CallHook hook);
+
   Store* inner() const { return inner_; }
 
   // Store: forwarded unless the mode says otherwise.
@@ -186,6 +195,9 @@ class FaultInjectingStore final : public Store {
   std::array<int64_t, kMethodCount> calls_by_method_ ABSL_GUARDED_BY(mu_){};
   // Since the last reset; one small enum per call, so long runs stay cheap.
   std::vector<Method> call_log_ ABSL_GUARDED_BY(mu_);
+  // Shared so that a call runs the hook it read while another thread
+  // replaces it.
+  std::shared_ptr<const CallHook> hook_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace xg2g

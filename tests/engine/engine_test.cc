@@ -3,6 +3,7 @@
 // TEST_SUITE("concurrency") and run under TSan in CI.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <barrier>
 #include <chrono>
@@ -789,6 +790,50 @@ TEST_CASE("an ended session's two leases are released in one store call; a refus
   CHECK(f.inner->ListLeases()->empty());
 }
 
+TEST_CASE("an ended session is no longer counted by the time its tuner slot is free in the store") {
+  FaultyFixture f({0, 1});
+  const std::vector<std::string> ids = f.StartServices(2, "ORDER");
+  REQUIRE(f.engine->Stats().active_sessions == 2);
+  std::vector<uint64_t> counted;  // what the engine counts as each release starts
+  f.faults.SetCallHook([&](std::string_view method) {
+    if (method == "ReleaseLeases") counted.push_back(f.engine->Stats().active_sessions);
+  });
+  // Stopped before the host started them: each ends at once.
+  REQUIRE(f.engine->Stop(ids[0]).ok());
+  REQUIRE(f.engine->Stop(ids[1]).ok());
+  f.faults.SetCallHook(nullptr);
+  CHECK(counted == std::vector<uint64_t>{1, 0});
+  CHECK(f.inner->ListLeases()->empty());
+}
+
+TEST_CASE("a slot taken over from a session of this engine fails that session and stops it before the new tune") {
+  FaultyFixture f({0, 1});
+  const std::vector<std::string> ids = f.StartServices(2, "OVER");
+  f.engine->Poll();  // the host starts both
+  REQUIRE(f.pipeline->tuned.size() == 2);
+  // Past the lease ttl with no heartbeat in between: both tuner leases have
+  // run out in the store while the host still runs both sessions.
+  f.clock.AdvanceMs(31'000);
+  const SessionRecord third = f.StartOne("1:0:1:OVER-THIRD");
+  CHECK(third.context_data.at("tuner_slot") == "0");
+  CHECK(f.engine->Stats().active_sessions == 2);
+  CHECK(f.engine->Stats().lease_losses == 1);
+  auto lost = f.inner->GetSession(ids[0]);
+  REQUIRE(lost.ok());
+  CHECK(lost->state == SessionState::kFailed);
+  CHECK(lost->reason == Reason::kLeaseExpired);
+  auto lease = f.inner->GetLease("tuner:0");
+  REQUIRE(lease.ok());
+  CHECK(lease->owner == third.session_id);
+  f.engine->Poll();  // (its heartbeat finds the other lease run out too)
+  const std::vector<std::string>& order = f.pipeline->order;
+  const auto stop = std::find(order.begin(), order.end(), "stop " + ids[0]);
+  const auto tune = std::find(order.begin(), order.end(), "tune " + third.session_id);
+  CHECK(stop != order.end());
+  CHECK(tune != order.end());
+  CHECK(stop < tune);
+}
+
 TEST_CASE("a heartbeat the store failed is tried again within a second, so two bad beats lose no lease") {
   FaultyFixture f({0, 1});
   const std::vector<std::string> ids = f.StartServices(2, "RETRY");
@@ -866,6 +911,9 @@ TEST_CASE("slots this engine's sessions hold are not asked for; one whose lease 
   auto lease = f.inner->GetLease("tuner:0");
   REQUIRE(lease.ok());
   CHECK(lease->owner == next.session_id);
+  // The session that lost it is failed and no longer counted here.
+  CHECK(f.inner->GetSession(ids[0])->state == SessionState::kFailed);
+  CHECK(f.engine->Stats().active_sessions == 2);
 }
 
 TEST_CASE("a session that has ended but not yet released its leases does not block a start") {
@@ -892,6 +940,7 @@ TEST_CASE("a session that has ended but not yet released its leases does not blo
   auto leases = f.store->ListLeases();
   REQUIRE(leases.ok());
   for (const LeaseInfo& lease : *leases) CHECK(lease.owner == again->session_id);
+  CHECK(f.engine->Stats().active_sessions == 1);  // the ended one is let go
 
   // Another service while the only tuner's holder has ended.
   end(again->session_id);

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -18,6 +19,7 @@ class RecordingPipeline final : public Pipeline {
   absl::Status Tune(const PipelineCommand& command) override {
     std::lock_guard<std::mutex> lock(mu_);
     tuned.push_back(command);
+    order.push_back("tune " + command.session_id);
     return tune_result;
   }
   absl::Status Start(const PipelineCommand& command) override {
@@ -28,6 +30,7 @@ class RecordingPipeline final : public Pipeline {
   void Stop(const PipelineCommand& command) override {
     std::lock_guard<std::mutex> lock(mu_);
     stopped.push_back(command);
+    order.push_back("stop " + command.session_id);
   }
   size_t Tunes() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -40,6 +43,7 @@ class RecordingPipeline final : public Pipeline {
 
   std::mutex mu_;
   std::vector<PipelineCommand> tuned, started, stopped;
+  std::vector<std::string> order;  // "tune <id>" and "stop <id>", as they came
   absl::Status tune_result = absl::OkStatus();
   absl::Status start_result = absl::OkStatus();
 };

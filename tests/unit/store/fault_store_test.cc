@@ -361,6 +361,30 @@ TEST_CASE("failing one method fails every call of it and only it; an unknown nam
   CHECK(CodeOf(store.ReleaseLeases(both).status()) == ErrorCode::kUnavailable);
 }
 
+TEST_CASE("a call hook sees every call's method before it is failed or forwarded, and may call back in") {
+  FakeClock clock;
+  MemoryStore inner(&clock);
+  FaultInjectingStore store(&inner, &clock);
+  std::vector<std::string> seen;
+  std::vector<bool> stored_when_seen;  // whether "p" was in the inner store then
+  store.SetCallHook([&](std::string_view method) {
+    seen.emplace_back(method);
+    stored_when_seen.push_back(inner.GetSession("p").ok());
+    (void)store.CallCount();  // the wrapper's lock is not held here
+  });
+  REQUIRE(store.PutSession(Session("p")).ok());
+  REQUIRE(store.FailMethod("GetSession").ok());
+  CHECK(CodeOf(store.GetSession("p").status()) == ErrorCode::kUnavailable);  // failed, still seen
+  CHECK(seen == std::vector<std::string>{"PutSession", "GetSession"});
+  CHECK(stored_when_seen == std::vector<bool>{false, true});
+  CHECK(store.CallCount() == 2);  // the hook's own reads of the wrapper are not calls
+
+  store.SetCallHook(nullptr);
+  store.FailNone();
+  REQUIRE(store.GetSession("p").ok());
+  CHECK(seen.size() == 2);
+}
+
 TEST_CASE("failing at random fails about the set share of calls, the same ones for the same seed") {
   FakeClock clock;
   MemoryStore inner(&clock);
