@@ -206,6 +206,18 @@ absl::StatusOr<RedisPool::Conn> RedisPool::Connect(SteadyTime deadline) {
   return conn;
 }
 
+absl::StatusOr<redisContext*> RedisPool::ConnectOwn() {
+  const SteadyTime deadline =
+      std::chrono::steady_clock::now() + std::chrono::milliseconds(endpoint_.timeout_ms);
+  XG2G_ASSIGN_OR_RETURN(Conn conn, Connect(deadline));
+  if (redisSetTimeout(conn.ctx, ToTimeval(endpoint_.timeout_ms)) != REDIS_OK) {
+    absl::Status status = Transport(conn, "setting the timeout");
+    redisFree(conn.ctx);
+    return status;
+  }
+  return conn.ctx;
+}
+
 absl::StatusOr<RedisPool::Conn> RedisPool::Take(SteadyTime deadline) {
   std::unique_lock lock(mu_);
   for (;;) {

@@ -70,6 +70,13 @@ class RedisPool {
   // One command.
   [[nodiscard]] absl::StatusOr<RedisReplyPtr> Command(const RedisArgs& args);
 
+  // A new connection, logged in as the pool's are and with the pool's
+  // timeout on its socket, that the caller keeps and frees (redisFree): for
+  // a connection with a life of its own (the session cache's listener). It
+  // is not one of the pool's; it waits out no backoff, but a failure to
+  // connect starts or grows the pool's, as any failed connect does.
+  [[nodiscard]] absl::StatusOr<redisContext*> ConnectOwn();
+
   // "redis at HOST:PORT/DB": for messages (never the password).
   const std::string& where() const { return where_; }
   const RedisEndpoint& endpoint() const { return endpoint_; }

@@ -322,9 +322,17 @@ absl::StatusOr<RedisOptions> ParseRedisLocation(std::string_view location) {
     } else if (name == "timeout_ms") {
       XG2G_RETURN_IF_ERROR(ParseTimeout(value, "store URI", endpoint.timeout_ms));
       timeout_set = true;
+    } else if (name == "cache") {
+      size_t entries = 0;
+      if (!ParseDecimal(value, entries) || entries > kRedisMaxCache) {
+        return InvalidError(fmt::format(
+            "store URI: redis cache '{}' is not a number of session records from 0 to {}",
+            value, kRedisMaxCache));
+      }
+      options.cache_entries = entries;
     } else {
       return InvalidError(fmt::format(
-          "store URI: unknown redis option '{}' (known: prefix, pool, timeout_ms)", name));
+          "store URI: unknown redis option '{}' (known: prefix, pool, timeout_ms, cache)", name));
     }
   }
 
@@ -393,8 +401,17 @@ absl::StatusOr<std::unique_ptr<RedisStore>> RedisStore::Open(const RedisOptions&
     return InvalidError(fmt::format("redis timeout_ms must be from 1 to {}, got {}",
                                     kRedisMaxTimeoutMs, options.endpoint.timeout_ms));
   }
+  if (options.cache_entries > kRedisMaxCache) {
+    return InvalidError(fmt::format("redis cache must be from 0 to {} session records, got {}",
+                                    kRedisMaxCache, options.cache_entries));
+  }
   std::unique_ptr<RedisStore> store(new RedisStore(options));
   XG2G_RETURN_IF_ERROR(store->LoadScripts());
+  if (options.cache_entries > 0) {
+    store->cache_ = std::make_unique<RedisSessionCache>(&store->pool_, store->sessions_ + "rec:",
+                                                        options.cache_entries);
+    (void)store->cache_->WaitListening(std::min<int64_t>(1000, options.endpoint.timeout_ms));
+  }
   return store;
 }
 
@@ -541,19 +558,44 @@ absl::Status RedisStore::PutSession(const SessionRecord& record) {
   const std::string ids = SessionIndexKey();
   const std::string revision = RevisionKey();
   const std::string what = fmt::format("session '{}'", record.session_id);
-  return Eval(kPut, {key, ids, revision}, {record.session_id, json.head, json.tail}, what)
-      .status();
+  absl::Status put =
+      Eval(kPut, {key, ids, revision}, {record.session_id, json.head, json.tail}, what).status();
+  Wrote(record.session_id);
+  return put;
 }
 
 absl::StatusOr<SessionRecord> RedisStore::GetSession(std::string_view id) {
   XG2G_RETURN_IF_ERROR(ValidateSessionId(id));
+  return ReadSession(id, /*cached=*/true);
+}
+
+absl::StatusOr<SessionRecord> RedisStore::ReadSession(std::string_view id, bool cached) {
+  RedisSessionCache::Ticket ticket;
+  if (cache_ != nullptr && cached) {
+    if (std::optional<SessionRecord> hit = cache_->Find(id)) return *std::move(hit);
+    ticket = cache_->Take(id);
+  }
   const std::string key = SessionKey(id);
   XG2G_ASSIGN_OR_RETURN(RedisReplyPtr reply, pool_.Command({"GET", key}));
   if (reply->type == REDIS_REPLY_NIL) return SessionNotFound(id);
   if (reply->type == REDIS_REPLY_ERROR && Text(*reply).substr(0, 9) != "WRONGTYPE") {
     return ReplyError(*reply, fmt::format("session '{}'", id));
   }
-  return DecodeStored(id, key, *reply);
+  absl::StatusOr<SessionRecord> record = DecodeStored(id, key, *reply);
+  if (record.ok() && cache_ != nullptr && cached) cache_->Remember(ticket, *record);
+  return record;
+}
+
+void RedisStore::Wrote(std::string_view id) {
+  if (cache_ != nullptr) cache_->Forget(id);
+}
+
+RedisCacheStats RedisStore::CacheStats() const {
+  return cache_ != nullptr ? cache_->Stats() : RedisCacheStats{};
+}
+
+bool RedisStore::WaitCacheListening(int64_t timeout_ms) {
+  return cache_ != nullptr && cache_->WaitListening(timeout_ms);
 }
 
 absl::StatusOr<SessionRecord> RedisStore::UpdateSession(std::string_view id,
@@ -566,7 +608,9 @@ absl::StatusOr<SessionRecord> RedisStore::UpdateSession(std::string_view id,
   const std::string what = fmt::format("session '{}'", id);
   for (int attempt = 0; attempt < kMaxUpdateAttempts; ++attempt) {
     UpdateBackOff(attempt);
-    XG2G_ASSIGN_OR_RETURN(SessionRecord copy, GetSession(id));
+    // The cached record is good enough to start from (the compare-and-set
+    // refuses a stale one); after a refusal the server's is read.
+    XG2G_ASSIGN_OR_RETURN(SessionRecord copy, ReadSession(id, /*cached=*/attempt == 0));
     const std::string read_revision = std::to_string(copy.revision);
     // Caller code: no connection held, so it may call back into the store.
     XG2G_RETURN_IF_ERROR(mutate(copy));
@@ -575,9 +619,10 @@ absl::StatusOr<SessionRecord> RedisStore::UpdateSession(std::string_view id,
                                       id, copy.session_id));
     }
     XG2G_ASSIGN_OR_RETURN(SplitJson json, SplitAtRevision(copy));
-    XG2G_ASSIGN_OR_RETURN(Outcome answer, EvalOutcome(kCas, {key, ids, revision},
-                                                      {id, read_revision, json.head, json.tail},
-                                                      what));
+    absl::StatusOr<Outcome> cas =
+        EvalOutcome(kCas, {key, ids, revision}, {id, read_revision, json.head, json.tail}, what);
+    Wrote(id);
+    XG2G_ASSIGN_OR_RETURN(Outcome answer, std::move(cas));
     const redisReply* result = answer.result;
     switch (answer.code) {
       case 0:
@@ -606,7 +651,9 @@ absl::Status RedisStore::DeleteSession(std::string_view id) {
   const std::string key = SessionKey(id);
   const std::string ids = SessionIndexKey();
   const std::string what = fmt::format("session '{}'", id);
-  XG2G_ASSIGN_OR_RETURN(RedisReplyPtr reply, Eval(kDelete, {key, ids}, {id}, what));
+  absl::StatusOr<RedisReplyPtr> answer = Eval(kDelete, {key, ids}, {id}, what);
+  Wrote(id);
+  XG2G_ASSIGN_OR_RETURN(RedisReplyPtr reply, std::move(answer));
   int64_t deleted = 0;
   if (!ReadInt(*reply, deleted)) return Unexpected(where(), what);
   return deleted > 0 ? absl::OkStatus() : SessionNotFound(id);
@@ -709,10 +756,11 @@ absl::StatusOr<IdempotencyOutcome> RedisStore::PutSessionWithIdempotency(
   const std::string revision = RevisionKey();
   const std::string ttl = std::to_string(ttl_ms);
   const std::string what = fmt::format("idempotency key '{}'", key);
-  XG2G_ASSIGN_OR_RETURN(Outcome answer,
-                        EvalOutcome(kPutIdem, {idem, rec, ids, revision},
-                                    {fingerprint, ttl, record.session_id, json.head, json.tail},
-                                    what));
+  absl::StatusOr<Outcome> put =
+      EvalOutcome(kPutIdem, {idem, rec, ids, revision},
+                  {fingerprint, ttl, record.session_id, json.head, json.tail}, what);
+  Wrote(record.session_id);
+  XG2G_ASSIGN_OR_RETURN(Outcome answer, std::move(put));
   const redisReply* result = answer.result;
   IdempotencyOutcome out;
   if (answer.code == 1) {

@@ -25,6 +25,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "lib/store/redis_cache.h"
 #include "lib/store/redis_pool.h"
 #include "lib/store/store.h"
 
@@ -34,20 +35,26 @@ inline constexpr std::string_view kRedisDefaultPrefix = "xg2g:v3:";
 inline constexpr size_t kRedisMaxPool = 1024;
 inline constexpr int64_t kRedisMaxTimeoutMs = 600'000;
 
+inline constexpr size_t kRedisDefaultCache = 16384;
+inline constexpr size_t kRedisMaxCache = size_t{1} << 24;
+
 struct RedisOptions {
   RedisEndpoint endpoint;
   // Every key starts with it (docs/redis.md, "Keys").
   std::string prefix = std::string(kRedisDefaultPrefix);
+  // Session records kept in this process between changes (docs/redis.md,
+  // "Session cache"); 0: none, every read goes to the server.
+  size_t cache_entries = kRedisDefaultCache;
 };
 
 // Parses what follows "redis:" in a store URI:
-//   //[[USER]:PASSWORD@]HOST[:PORT][/DB][?prefix=P&pool=N&timeout_ms=N]
+//   //[[USER]:PASSWORD@]HOST[:PORT][/DB][?prefix=P&pool=N&timeout_ms=N&cache=N]
 // HOST is a name, an IPv4 address or a bracketed IPv6 address; PORT defaults
 // to 6379, DB to 0. The password and query values are percent-decoded. When
 // the URI has no password, XG2G_REDIS_PASSWORD supplies one; pool and
 // timeout_ms default to XG2G_REDIS_POOL and XG2G_REDIS_TIMEOUT_MS, then to 8
-// and 2000. InvalidError naming the offending part, never echoing the
-// password.
+// and 2000; cache (session records, 0 to kRedisMaxCache) to 16384.
+// InvalidError naming the offending part, never echoing the password.
 [[nodiscard]] absl::StatusOr<RedisOptions> ParseRedisLocation(std::string_view location);
 
 class RedisStore final : public Store {
@@ -55,7 +62,9 @@ class RedisStore final : public Store {
   // Connects once (so a wrong address or password shows at start-up, as
   // UnavailableError) and loads the scripts. Later outages do not need a new
   // store: calls fail with UnavailableError while the server is away and work
-  // again when it is back.
+  // again when it is back. With a session cache, waits (at most a second)
+  // for its invalidation connection; a server that refuses it leaves the
+  // cache idle, not the store unusable.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<RedisStore>> Open(
       const RedisOptions& options);
 
@@ -108,6 +117,12 @@ class RedisStore final : public Store {
 
   const std::string& where() const { return pool_.where(); }
 
+  // The session cache's counters (all zero without a cache).
+  RedisCacheStats CacheStats() const;
+  // Waits until the cache's invalidation connection is up, at most
+  // `timeout_ms`; false without a cache. For tests.
+  bool WaitCacheListening(int64_t timeout_ms);
+
  private:
   enum ScriptId : size_t {
     kPut,
@@ -157,6 +172,12 @@ class RedisStore final : public Store {
   // Maps an error reply (or the error-ness of a reply) for `what`.
   absl::Status ReplyError(const redisReply& reply, std::string_view what) const;
 
+  // A session read: from the cache when `cached` and it holds the record,
+  // else from the server (and then offered to the cache when `cached`).
+  absl::StatusOr<SessionRecord> ReadSession(std::string_view id, bool cached);
+  // This process wrote (or tried to write) session `id`: the cache drops it.
+  void Wrote(std::string_view id);
+
   absl::StatusOr<SessionRecord> DecodeStored(std::string_view id, std::string_view key,
                                              const redisReply& value) const;
 
@@ -165,6 +186,9 @@ class RedisStore final : public Store {
   const std::string leases_;    // prefix_ + "{leases}:"
   mutable RedisPool pool_;
   std::array<Script, kScriptCount> scripts_;
+  // Null without a cache. Declared after pool_: destroyed (its listener
+  // stopped) before it.
+  std::unique_ptr<RedisSessionCache> cache_;
   // NowMs(): the latest reading, and the server's clock minus this machine's
   // monotonic clock at the last answer.
   mutable std::atomic<int64_t> last_now_ms_{0};

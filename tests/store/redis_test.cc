@@ -183,6 +183,7 @@ TEST_CASE("a redis URI gives host, port, database, credentials and options") {
   CHECK(plain->prefix == "xg2g:v3:");
   CHECK(plain->endpoint.pool_size == 8);
   CHECK(plain->endpoint.timeout_ms == 2000);
+  CHECK(plain->cache_entries == 16384);
 
   auto bare = ParseRedisLocation("//cache");
   REQUIRE_OK(bare);
@@ -191,7 +192,7 @@ TEST_CASE("a redis URI gives host, port, database, credentials and options") {
   CHECK(bare->endpoint.db == 0);
 
   auto full = ParseRedisLocation(
-      "//:p%40ss%2Fw0rd@10.0.0.7:7000/1?prefix=tenant-%7Ba%7D:&pool=32&timeout_ms=250");
+      "//:p%40ss%2Fw0rd@10.0.0.7:7000/1?prefix=tenant-%7Ba%7D:&pool=32&timeout_ms=250&cache=0");
   REQUIRE_OK(full);
   CHECK(full->endpoint.host == "10.0.0.7");
   CHECK(full->endpoint.password == "p@ss/w0rd");
@@ -199,6 +200,10 @@ TEST_CASE("a redis URI gives host, port, database, credentials and options") {
   CHECK(full->prefix == "tenant-{a}:");
   CHECK(full->endpoint.pool_size == 32);
   CHECK(full->endpoint.timeout_ms == 250);
+  CHECK(full->cache_entries == 0);
+  auto cached = ParseRedisLocation("//h?cache=16777216");
+  REQUIRE_OK(cached);
+  CHECK(cached->cache_entries == 16777216);
 
   auto user = ParseRedisLocation("//xg2g:secret@[2001:db8::7]:6379/0");
   REQUIRE_OK(user);
@@ -263,6 +268,9 @@ TEST_CASE("a malformed redis URI is EINVAL naming the part, never the password")
       {"redis://:s3cret@h:1/0?prefix={a}{b}", "hash tag"},
       {"redis://:s3cret@h:1/0?prefix", "'prefix'"},
       {"redis://:s3cret@h:1/0?cluster=yes", "'cluster'"},
+      {"redis://:s3cret@h:1/0?cache=-1", "cache '-1'"},
+      {"redis://:s3cret@h:1/0?cache=lots", "cache 'lots'"},
+      {"redis://:s3cret@h:1/0?cache=16777217", "from 0 to 16777216"},
   };
   for (const auto& [uri, needle] : cases) {
     INFO("uri: ", uri);
@@ -665,6 +673,188 @@ TEST_CASE("the store loads its scripts again when the server forgot them") {
 }
 
 // ------------------------------------------------------------------ outages
+
+// ------------------------------------------------------------ session cache
+
+// The record of `id` as `store` reads it, once it has `state`; the last
+// read's status when it does not within the bound.
+absl::Status EventuallyState(RedisStore& store, const std::string& id, SessionState state) {
+  return EventuallyOk([&]() -> absl::Status {
+    auto record = store.GetSession(id);
+    if (!record.ok()) return record.status();
+    if (record->state != state) {
+      return absl::FailedPreconditionError(std::string(StateName(record->state)));
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::Status SetState(RedisStore& store, const std::string& id, SessionState state) {
+  return store
+      .UpdateSession(id,
+                     [state](SessionRecord& r) {
+                       r.state = state;
+                       return absl::OkStatus();
+                     })
+      .status();
+}
+
+// Waits until `store`'s cache has had more invalidations than `before`.
+absl::Status Reported(RedisStore& store, uint64_t before) {
+  return EventuallyOk([&]() -> absl::Status {
+    return store.CacheStats().invalidations > before ? absl::OkStatus()
+                                                     : absl::InternalError("not reported");
+  });
+}
+
+TEST_CASE("a session read again comes from the cache; the store's own writes are seen at once") {
+  auto store = OpenShared();
+  REQUIRE(store->CacheStats().listening);
+  CHECK(store->CacheStats().capacity == 16384);
+  // The server reports the store's own writes too, a moment later; that
+  // report drops what a read kept before it arrived. Wait for it.
+  const uint64_t reported = store->CacheStats().invalidations;
+  REQUIRE_OK(store->PutSession(SampleSession("cached")));
+  REQUIRE_OK(Reported(*store, reported));
+  REQUIRE_OK(store->GetSession("cached"));  // from the server, then kept
+  const RedisCacheStats before = store->CacheStats();
+  for (int i = 0; i < 10; ++i) REQUIRE_OK(store->GetSession("cached"));
+  CHECK(store->CacheStats().hits == before.hits + 10);
+  CHECK(store->CacheStats().entries == 1);
+
+  // Its own update, delete and put: the next read answers the new value.
+  REQUIRE_OK(SetState(*store, "cached", SessionState::kStarting));
+  auto read = store->GetSession("cached");
+  REQUIRE_OK(read);
+  CHECK(read->state == SessionState::kStarting);
+  REQUIRE_OK(store->DeleteSession("cached"));
+  CHECK_ERROR(store->GetSession("cached"), ErrorCode::kNotFound, "cached");
+  SessionRecord again = SampleSession("cached");
+  again.service_ref = "1:0:1:AGAIN";
+  REQUIRE_OK(store->PutSession(again));
+  read = store->GetSession("cached");
+  REQUIRE_OK(read);
+  CHECK(read->service_ref == "1:0:1:AGAIN");
+
+  // cache=0: every read goes to the server.
+  auto uncached = OpenRedis(SharedRedisServer().Uri("?cache=0&prefix=" + FreshPrefix()));
+  REQUIRE_OK(uncached->PutSession(SampleSession("plain")));
+  for (int i = 0; i < 3; ++i) REQUIRE_OK(uncached->GetSession("plain"));
+  CHECK(uncached->CacheStats().hits == 0);
+  CHECK(uncached->CacheStats().capacity == 0);
+}
+
+TEST_CASE("another store's writes reach this store's cached records through the server") {
+  const std::string prefix = FreshPrefix();
+  auto a = OpenShared(prefix);
+  auto b = OpenShared(prefix);
+  REQUIRE(b->CacheStats().listening);
+  const uint64_t put_reported = b->CacheStats().invalidations;
+  REQUIRE_OK(a->PutSession(SampleSession("shared")));
+  REQUIRE_OK(Reported(*b, put_reported));
+  REQUIRE_OK(b->GetSession("shared"));
+  REQUIRE_OK(b->GetSession("shared"));
+  REQUIRE(b->CacheStats().hits >= 1);  // b now answers it from its cache
+
+  const uint64_t invalidations = b->CacheStats().invalidations;
+  REQUIRE_OK(SetState(*a, "shared", SessionState::kReady));
+  REQUIRE_OK(EventuallyState(*b, "shared", SessionState::kReady));
+  CHECK(b->CacheStats().invalidations > invalidations);
+  // b's update starts from its cached copy; a stale one is refused by the
+  // server and read again, so nothing a wrote is lost.
+  REQUIRE_OK(SetState(*a, "shared", SessionState::kStopping));
+  auto updated = b->UpdateSession("shared", [](SessionRecord& r) {
+    r.context_data["by"] = "b";
+    return absl::OkStatus();
+  });
+  REQUIRE_OK(updated);
+  CHECK(updated->state == SessionState::kStopping);
+  auto seen_by_a = a->GetSession("shared");
+  REQUIRE_OK(seen_by_a);
+  CHECK(seen_by_a->context_data.at("by") == "b");
+
+  // A deletion and a raw write behind both stores' backs reach b as well.
+  REQUIRE_OK(b->GetSession("shared"));
+  REQUIRE_OK(a->DeleteSession("shared"));
+  REQUIRE_OK(EventuallyOk([&]() -> absl::Status {
+    auto gone = b->GetSession("shared");
+    return CodeOf(gone.status()) == ErrorCode::kNotFound ? absl::OkStatus()
+                                                          : absl::InternalError("still there");
+  }));
+  SessionRecord raw = SampleSession("raw");
+  REQUIRE_OK(a->PutSession(raw));
+  REQUIRE_OK(b->GetSession("raw"));
+  raw.state = SessionState::kFailed;
+  raw.revision = 99;
+  Raw(SharedRedisServer(), {"SET", a->SessionKey("raw"), EncodeSession(raw)});
+  REQUIRE_OK(EventuallyState(*b, "raw", SessionState::kFailed));
+}
+
+TEST_CASE("a flushed database or a lost invalidation connection leaves no stale record behind") {
+  auto server = RedisServer::Start();
+  REQUIRE_OK(server);
+  const std::string prefix = FreshPrefix();
+  auto a = OpenRedis((*server)->Uri("?prefix=" + prefix));
+  auto b = OpenRedis((*server)->Uri("?prefix=" + prefix));
+  REQUIRE(b->CacheStats().listening);
+  REQUIRE_OK(a->PutSession(SampleSession("s")));
+  REQUIRE_OK(b->GetSession("s"));
+
+  // FLUSHALL: every record b keeps is dropped.
+  auto flushed = (*server)->Command({"FLUSHALL"});
+  REQUIRE_OK(flushed);
+  REQUIRE_OK(EventuallyOk([&]() -> absl::Status {
+    return CodeOf(b->GetSession("s").status()) == ErrorCode::kNotFound
+               ? absl::OkStatus()
+               : absl::InternalError("b still answers the flushed record");
+  }));
+
+  // The server drops b's invalidation connection; a's write while it is
+  // down must not leave b answering the old record once it is back.
+  REQUIRE_OK(a->PutSession(SampleSession("s")));
+  REQUIRE_OK(b->GetSession("s"));
+  const uint64_t connects = b->CacheStats().connects;
+  auto killed = (*server)->Command({"CLIENT", "KILL", "TYPE", "pubsub"});
+  REQUIRE_OK(killed);
+  REQUIRE_OK(SetState(*a, "s", SessionState::kReady));
+  REQUIRE_OK(EventuallyState(*b, "s", SessionState::kReady));
+  REQUIRE_OK(EventuallyOk([&]() -> absl::Status {
+    const RedisCacheStats stats = b->CacheStats();
+    return stats.listening && stats.connects > connects ? absl::OkStatus()
+                                                        : absl::InternalError("not back");
+  }));
+  for (int i = 0; i < 2; ++i) {
+    const uint64_t hits = b->CacheStats().hits;
+    auto back = b->GetSession("s");
+    REQUIRE_OK(back);
+    CHECK(back->state == SessionState::kReady);
+    if (i == 1) CHECK(b->CacheStats().hits == hits + 1);  // caching again
+  }
+
+  // A server that is gone: b's reads fail rather than answer from the cache.
+  (*server)->Kill();
+  REQUIRE_OK(EventuallyOk([&]() -> absl::Status {
+    return CodeOf(b->GetSession("s").status()) == ErrorCode::kUnavailable
+               ? absl::OkStatus()
+               : absl::InternalError("b still answers from its cache");
+  }));
+}
+
+TEST_CASE("the cache keeps at most its capacity of records") {
+  auto store = OpenRedis(SharedRedisServer().Uri("?cache=64&prefix=" + FreshPrefix()));
+  for (int i = 0; i < 500; ++i) {
+    const std::string id = fmt::format("bounded-{}", i);
+    REQUIRE_OK(store->PutSession(SampleSession(id)));
+    REQUIRE_OK(store->GetSession(id));
+  }
+  CHECK(store->CacheStats().entries <= 64);
+  CHECK(store->CacheStats().entries > 0);
+  for (int i = 0; i < 500; ++i) {
+    auto record = store->GetSession(fmt::format("bounded-{}", i));
+    REQUIRE_OK(record);
+    CHECK(record->session_id == fmt::format("bounded-{}", i));
+  }
+}
 
 TEST_CASE("a paused server makes calls fail with EUNAVAILABLE within the timeout, then recover") {
   auto server = RedisServer::Start();
