@@ -1,6 +1,8 @@
 #include "lib/store/redis_cache.h"
 
 #include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -57,7 +59,8 @@ RedisSessionCache::RedisSessionCache(RedisPool* pool, std::string record_prefix,
     : pool_(pool),
       record_prefix_(std::move(record_prefix)),
       capacity_(capacity),
-      per_shard_(std::max<size_t>(1, (capacity + kShards - 1) / kShards)) {
+      per_shard_(std::max<size_t>(1, (capacity + kShards - 1) / kShards)),
+      wake_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
   listener_ = std::thread([this] { Listen(); });
 }
 
@@ -67,7 +70,12 @@ RedisSessionCache::~RedisSessionCache() {
     stopping_ = true;
   }
   changed_.notify_all();
+  if (wake_fd_ >= 0) {
+    const uint64_t one = 1;
+    (void)!write(wake_fd_, &one, sizeof one);  // the listener's poll returns at once
+  }
   listener_.join();
+  if (wake_fd_ >= 0) close(wake_fd_);
 }
 
 RedisSessionCache::Shard& RedisSessionCache::ShardOf(std::string_view id) {
@@ -226,10 +234,13 @@ void RedisSessionCache::Serve(redisContext* ctx) {
       std::lock_guard lock(mu_);
       if (stopping_) break;
     }
-    pollfd pfd{ctx->fd, POLLIN, 0};
-    const int ready = poll(&pfd, 1, kPollMs);
+    // Without the wake-up descriptor (eventfd failed) the stop is seen
+    // within kPollMs.
+    pollfd pfds[2] = {{ctx->fd, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+    const int ready = poll(pfds, wake_fd_ >= 0 ? 2 : 1, kPollMs);
     if (ready < 0 && errno != EINTR) break;
-    if (ready > 0) {
+    if (ready > 0 && pfds[1].revents != 0) break;  // stopping
+    if (ready > 0 && pfds[0].revents != 0) {
       if (redisBufferRead(ctx) != REDIS_OK) break;
       last_data = Clock::now();
       ping_out = false;

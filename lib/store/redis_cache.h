@@ -121,6 +121,8 @@ class RedisSessionCache {
   mutable std::mutex mu_;
   std::condition_variable changed_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Written once by the destructor: wakes the listener's poll.
+  const int wake_fd_;
   std::thread listener_;
 };
 
