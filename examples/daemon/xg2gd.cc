@@ -561,12 +561,13 @@ int Run(Daemon& d) {
     return code;
   }
 
-  // Writes to LMDB wait for the disk: they and the listings go to worker
-  // threads (see Workers), many of them, so that concurrent durable writes
-  // share a commit (group commit). On Redis every call, reads included, is a
-  // round trip: handing the writes over measured no better there
-  // (docs/PERFORMANCE.md).
-  d.hand_over_slow = s.Get("XG2G_STORE").rfind("lmdb:", 0) == 0;
+  // Writes to LMDB wait for the disk, writes to Redis for several round
+  // trips: they and the listings go to worker threads (see Workers), many
+  // of them, so that concurrent durable writes share a commit (group commit)
+  // and reads (from memory, LMDB's map or the Redis store's session cache)
+  // never wait behind them (docs/PERFORMANCE.md).
+  const std::string& store_uri = s.Get("XG2G_STORE");
+  d.hand_over_slow = store_uri.rfind("lmdb:", 0) == 0 || store_uri.rfind("redis:", 0) == 0;
   constexpr unsigned int kWorkers = 64;
   if (d.hand_over_slow) d.workers.Start(kWorkers);
   unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |

@@ -307,6 +307,7 @@ absl::StatusOr<std::vector<RedisReplyPtr>> RedisPool::Run(const std::vector<Redi
       return MakeError(ErrorCode::kNoMemory, fmt::format("{}: out of memory", where_));
     }
   }
+  round_trips_.fetch_add(1, std::memory_order_relaxed);
   std::vector<RedisReplyPtr> replies;
   replies.reserve(commands.size());
   for (const RedisArgs& command : commands) {

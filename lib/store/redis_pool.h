@@ -16,6 +16,7 @@
 #ifndef XG2G_LIB_STORE_REDIS_POOL_H_
 #define XG2G_LIB_STORE_REDIS_POOL_H_
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -77,6 +78,10 @@ class RedisPool {
   // connect starts or grows the pool's, as any failed connect does.
   [[nodiscard]] absl::StatusOr<redisContext*> ConnectOwn();
 
+  // Pipelines sent (Run and Command calls that reached a connection): the
+  // store's round trips, for tests and benchmarks.
+  uint64_t round_trips() const { return round_trips_.load(std::memory_order_relaxed); }
+
   // "redis at HOST:PORT/DB": for messages (never the password).
   const std::string& where() const { return where_; }
   const RedisEndpoint& endpoint() const { return endpoint_; }
@@ -112,6 +117,7 @@ class RedisPool {
   SteadyTime next_connect_ ABSL_GUARDED_BY(mu_){};
   int64_t backoff_ms_ ABSL_GUARDED_BY(mu_) = 0;
   std::string last_connect_error_ ABSL_GUARDED_BY(mu_);
+  std::atomic<uint64_t> round_trips_{0};
 };
 
 }  // namespace xg2g

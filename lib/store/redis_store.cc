@@ -872,6 +872,132 @@ absl::StatusOr<LeaseGrant> RedisStore::RenewLease(std::string_view key, std::str
   return grant;
 }
 
+std::vector<absl::StatusOr<RedisStore::Outcome>> RedisStore::EvalOutcomes(
+    ScriptId id, const std::vector<ScriptCall>& calls) {
+  std::vector<absl::StatusOr<Outcome>> answers;
+  answers.reserve(calls.size());
+  const Script& script = scripts_[id];
+  for (size_t begin = 0; begin < calls.size(); begin += kPipelineChunk) {
+    const size_t end = std::min(calls.size(), begin + kPipelineChunk);
+    std::vector<std::string> counts;
+    counts.reserve(end - begin);
+    std::vector<RedisArgs> commands;
+    commands.reserve(end - begin);
+    for (size_t i = begin; i < end; ++i) {
+      const ScriptCall& call = calls[i];
+      counts.push_back(std::to_string(call.keys.size()));
+      RedisArgs command = {"EVALSHA", script.sha, counts.back()};
+      command.insert(command.end(), call.keys.begin(), call.keys.end());
+      command.insert(command.end(), call.args.begin(), call.args.end());
+      commands.push_back(std::move(command));
+    }
+    absl::StatusOr<std::vector<RedisReplyPtr>> replies = pool_.Run(commands);
+    for (size_t i = begin; i < end; ++i) {
+      const ScriptCall& call = calls[i];
+      if (!replies.ok()) {
+        answers.emplace_back(replies.status());
+        continue;
+      }
+      RedisReplyPtr& reply = (*replies)[i - begin];
+      if (reply->type == REDIS_REPLY_ERROR && Text(*reply).substr(0, 8) == "NOSCRIPT") {
+        // The server forgot the script: this call alone, which loads it again.
+        answers.push_back(EvalOutcome(id, {call.keys.begin(), call.keys.end()},
+                                      {call.args.begin(), call.args.end()}, call.what));
+        continue;
+      }
+      if (reply->type == REDIS_REPLY_ERROR) {
+        answers.emplace_back(ReplyError(*reply, call.what));
+        continue;
+      }
+      Outcome out;
+      out.reply = std::move(reply);
+      out.result = ArrayOf(*out.reply, 1);
+      if (out.result == nullptr || !ReadInt(*out.result->element[0], out.code)) {
+        answers.emplace_back(Unexpected(where(), call.what));
+        continue;
+      }
+      answers.emplace_back(std::move(out));
+    }
+  }
+  return answers;
+}
+
+absl::StatusOr<std::vector<absl::StatusOr<LeaseGrant>>> RedisStore::RenewLeases(
+    std::span<const LeaseRef> leases, int64_t ttl_ms) {
+  XG2G_RETURN_IF_ERROR(store_internal::ValidateRenewalsTtl(ttl_ms));
+  const std::string ttl = std::to_string(ttl_ms);
+  const std::string index = LeaseIndexKey();
+  std::vector<absl::StatusOr<LeaseGrant>> answers(leases.size(), LeaseGrant{});
+  std::vector<ScriptCall> calls;
+  std::vector<size_t> call_of;  // the lease each call renews
+  for (size_t i = 0; i < leases.size(); ++i) {
+    const LeaseRef& lease = leases[i];
+    if (absl::Status valid = ValidateLeaseArgs(lease.key, lease.owner); !valid.ok()) {
+      answers[i] = valid;
+      continue;
+    }
+    calls.push_back(ScriptCall{{LeaseKey(lease.key), index},
+                               {std::string(lease.key), std::string(lease.owner), ttl},
+                               fmt::format("lease '{}'", lease.key)});
+    call_of.push_back(i);
+  }
+  std::vector<absl::StatusOr<Outcome>> outcomes = EvalOutcomes(kRenew, calls);
+  for (size_t c = 0; c < calls.size(); ++c) {
+    const LeaseRef& lease = leases[call_of[c]];
+    absl::StatusOr<LeaseGrant>& answer = answers[call_of[c]];
+    if (!outcomes[c].ok()) {
+      answer = outcomes[c].status();
+      continue;
+    }
+    const Outcome& out = *outcomes[c];
+    if (absl::Status held = NotHeldByOwner(out.code, *out.result, lease.key, lease.owner,
+                                           calls[c].what, where());
+        !held.ok()) {
+      answer = held;
+      continue;
+    }
+    LeaseGrant grant;
+    if (out.code != 2 || !ReadGrant(*out.result, 1, grant)) {
+      answer = Unexpected(where(), calls[c].what);
+      continue;
+    }
+    answer = grant;
+  }
+  return answers;
+}
+
+absl::StatusOr<std::vector<absl::Status>> RedisStore::ReleaseLeases(
+    std::span<const LeaseRef> leases) {
+  const std::string index = LeaseIndexKey();
+  std::vector<absl::Status> answers(leases.size());
+  std::vector<ScriptCall> calls;
+  std::vector<size_t> call_of;  // the lease each call releases
+  for (size_t i = 0; i < leases.size(); ++i) {
+    const LeaseRef& lease = leases[i];
+    if (absl::Status valid = ValidateLeaseArgs(lease.key, lease.owner); !valid.ok()) {
+      answers[i] = valid;
+      continue;
+    }
+    calls.push_back(ScriptCall{{LeaseKey(lease.key), index},
+                               {std::string(lease.key), std::string(lease.owner)},
+                               fmt::format("lease '{}'", lease.key)});
+    call_of.push_back(i);
+  }
+  std::vector<absl::StatusOr<Outcome>> outcomes = EvalOutcomes(kRelease, calls);
+  for (size_t c = 0; c < calls.size(); ++c) {
+    const LeaseRef& lease = leases[call_of[c]];
+    absl::Status& answer = answers[call_of[c]];
+    if (!outcomes[c].ok()) {
+      answer = outcomes[c].status();
+      continue;
+    }
+    const Outcome& out = *outcomes[c];
+    answer = NotHeldByOwner(out.code, *out.result, lease.key, lease.owner, calls[c].what, where());
+    if (answer.ok() && out.code != 2) answer = Unexpected(where(), calls[c].what);
+  }
+  return answers;
+}
+
 absl::Status RedisStore::ReleaseLease(std::string_view key, std::string_view owner) {
   XG2G_RETURN_IF_ERROR(ValidateLeaseArgs(key, owner));
   const std::string lease = LeaseKey(key);

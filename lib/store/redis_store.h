@@ -19,6 +19,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -99,6 +100,12 @@ class RedisStore final : public Store {
   absl::StatusOr<FirstLeaseGrant> AcquireFirstFreeLease(std::span<const std::string_view> keys,
                                                         std::string_view owner,
                                                         int64_t ttl_ms) override;
+  // One pipeline of renewal (release) scripts on one connection: one round
+  // trip for up to 512 leases, instead of one per lease.
+  absl::StatusOr<std::vector<absl::StatusOr<LeaseGrant>>> RenewLeases(
+      std::span<const LeaseRef> leases, int64_t ttl_ms) override;
+  absl::StatusOr<std::vector<absl::Status>> ReleaseLeases(
+      std::span<const LeaseRef> leases) override;
 
   // The server's clock (TIME) in Unix milliseconds, one round trip. While the
   // server is unreachable: this machine's monotonic clock plus the offset
@@ -116,6 +123,8 @@ class RedisStore final : public Store {
   std::string LeaseIndexKey() const;
 
   const std::string& where() const { return pool_.where(); }
+  // Round trips to the server so far (RedisPool::round_trips).
+  uint64_t RoundTrips() const { return pool_.round_trips(); }
 
   // The session cache's counters (all zero without a cache).
   RedisCacheStats CacheStats() const;
@@ -168,6 +177,20 @@ class RedisStore final : public Store {
   absl::StatusOr<Outcome> EvalOutcome(ScriptId id, const std::vector<std::string_view>& keys,
                                       const std::vector<std::string_view>& args,
                                       std::string_view what);
+  // One run of a script: its keys, its arguments, and what it is about (for
+  // messages).
+  struct ScriptCall {
+    std::vector<std::string> keys;
+    std::vector<std::string> args;
+    std::string what;
+  };
+  static constexpr size_t kPipelineChunk = 512;
+  // Runs script `id` once per call, kPipelineChunk calls to a pipeline (one
+  // round trip each), and reads each answer as EvalOutcome would; a call the
+  // server answered NOSCRIPT is run again alone by EvalOutcome. A pipeline
+  // that failed answers each of its calls with that failure.
+  std::vector<absl::StatusOr<Outcome>> EvalOutcomes(ScriptId id,
+                                                    const std::vector<ScriptCall>& calls);
   absl::Status LoadScripts();
   // Maps an error reply (or the error-ness of a reply) for `what`.
   absl::Status ReplyError(const redisReply& reply, std::string_view what) const;

@@ -674,6 +674,55 @@ TEST_CASE("the store loads its scripts again when the server forgot them") {
 
 // ------------------------------------------------------------------ outages
 
+TEST_CASE("many lease renewals or releases take one round trip per 512, also after a script flush") {
+  auto store = OpenShared();
+  std::vector<std::string> keys;
+  for (int i = 0; i < 600; ++i) keys.push_back(fmt::format("tuner:{}", i));
+  std::vector<LeaseRef> mine;
+  for (const std::string& key : keys) {
+    REQUIRE_OK(store->AcquireLease(key, "me", 60'000));
+    mine.push_back(LeaseRef{key, "me"});
+  }
+  REQUIRE_OK(store->AcquireLease("other", "someone", 60'000));
+  const std::vector<LeaseRef> few = {{keys[0], "me"}, {"other", "me"}, {"never", "me"}};
+
+  uint64_t before = store->RoundTrips();
+  auto renewed = store->RenewLeases(few, 90'000);
+  REQUIRE_OK(renewed);
+  CHECK(store->RoundTrips() == before + 1);
+  REQUIRE(renewed->size() == 3);
+  CHECK((*renewed)[0].ok());
+  CHECK_ERROR((*renewed)[1].status(), ErrorCode::kConflict, "someone");
+  CHECK_ERROR((*renewed)[2].status(), ErrorCode::kNotFound, "never");
+
+  before = store->RoundTrips();
+  auto all = store->RenewLeases(mine, 90'000);
+  REQUIRE_OK(all);
+  CHECK(store->RoundTrips() == before + 2);  // 512 + 88
+  for (const auto& answer : *all) CHECK(answer.ok());
+
+  // The server forgets its scripts: every call is run again alone, and
+  // answers the same.
+  Raw(SharedRedisServer(), {"SCRIPT", "FLUSH"});
+  auto released = store->ReleaseLeases(few);
+  REQUIRE_OK(released);
+  REQUIRE(released->size() == 3);
+  CHECK((*released)[0].ok());
+  CHECK_ERROR((*released)[1], ErrorCode::kConflict, "someone");
+  CHECK_ERROR((*released)[2], ErrorCode::kNotFound, "never");
+
+  before = store->RoundTrips();
+  const std::vector<LeaseRef> rest(mine.begin() + 1, mine.end());
+  auto freed = store->ReleaseLeases(rest);
+  REQUIRE_OK(freed);
+  CHECK(store->RoundTrips() == before + 2);  // 512 + 87
+  for (const absl::Status& answer : *freed) CHECK(answer.ok());
+  auto leases = store->ListLeases();
+  REQUIRE_OK(leases);
+  REQUIRE(leases->size() == 1);
+  CHECK(leases->front().key == "other");
+}
+
 // ------------------------------------------------------------ session cache
 
 // The record of `id` as `store` reads it, once it has `state`; the last
