@@ -108,6 +108,7 @@ test: test-main test-asan test-tsan test-fuzz
 LINT_JOBS ?= 2
 lint: deps
 	$(call setup,build-lint,-Dpython_tests=false)
+	ninja -C build-lint build.ninja  # compile_commands.json follows new sources
 	nice -n 10 tests/lint/cppcheck.sh build-lint
 	nice -n 10 tests/lint/clang_tidy.py build-lint --jobs $(LINT_JOBS)
 
