@@ -922,78 +922,73 @@ std::vector<absl::StatusOr<RedisStore::Outcome>> RedisStore::EvalOutcomes(
   return answers;
 }
 
-absl::StatusOr<std::vector<absl::StatusOr<LeaseGrant>>> RedisStore::RenewLeases(
-    std::span<const LeaseRef> leases, int64_t ttl_ms) {
-  XG2G_RETURN_IF_ERROR(store_internal::ValidateRenewalsTtl(ttl_ms));
-  const std::string ttl = std::to_string(ttl_ms);
+std::vector<absl::StatusOr<RedisStore::Outcome>> RedisStore::EvalPerLease(
+    ScriptId id, std::span<const LeaseRef> leases, const std::vector<std::string>& extra) {
   const std::string index = LeaseIndexKey();
-  std::vector<absl::StatusOr<LeaseGrant>> answers(leases.size(), LeaseGrant{});
+  std::vector<absl::StatusOr<Outcome>> answers;  // Outcome cannot be copied: built one by one
+  answers.reserve(leases.size());
   std::vector<ScriptCall> calls;
-  std::vector<size_t> call_of;  // the lease each call renews
+  std::vector<size_t> call_of;  // the lease each call is about
   for (size_t i = 0; i < leases.size(); ++i) {
     const LeaseRef& lease = leases[i];
     if (absl::Status valid = ValidateLeaseArgs(lease.key, lease.owner); !valid.ok()) {
-      answers[i] = valid;
+      answers.emplace_back(std::move(valid));
       continue;
     }
-    calls.push_back(ScriptCall{{LeaseKey(lease.key), index},
-                               {std::string(lease.key), std::string(lease.owner), ttl},
-                               fmt::format("lease '{}'", lease.key)});
+    answers.emplace_back(InternalError("lease call not sent"));  // its outcome, below
+    ScriptCall call{{LeaseKey(lease.key), index},
+                    {std::string(lease.key), std::string(lease.owner)},
+                    fmt::format("lease '{}'", lease.key)};
+    call.args.insert(call.args.end(), extra.begin(), extra.end());
+    calls.push_back(std::move(call));
     call_of.push_back(i);
   }
-  std::vector<absl::StatusOr<Outcome>> outcomes = EvalOutcomes(kRenew, calls);
-  for (size_t c = 0; c < calls.size(); ++c) {
-    const LeaseRef& lease = leases[call_of[c]];
-    absl::StatusOr<LeaseGrant>& answer = answers[call_of[c]];
-    if (!outcomes[c].ok()) {
-      answer = outcomes[c].status();
+  std::vector<absl::StatusOr<Outcome>> outcomes = EvalOutcomes(id, calls);
+  for (size_t c = 0; c < calls.size(); ++c) answers[call_of[c]] = std::move(outcomes[c]);
+  return answers;
+}
+
+absl::StatusOr<std::vector<absl::StatusOr<LeaseGrant>>> RedisStore::RenewLeases(
+    std::span<const LeaseRef> leases, int64_t ttl_ms) {
+  XG2G_RETURN_IF_ERROR(store_internal::ValidateRenewalsTtl(ttl_ms));
+  std::vector<absl::StatusOr<Outcome>> outcomes =
+      EvalPerLease(kRenew, leases, {std::to_string(ttl_ms)});
+  std::vector<absl::StatusOr<LeaseGrant>> answers;
+  answers.reserve(leases.size());
+  for (size_t i = 0; i < leases.size(); ++i) {
+    if (!outcomes[i].ok()) {
+      answers.emplace_back(outcomes[i].status());
       continue;
     }
-    const Outcome& out = *outcomes[c];
-    if (absl::Status held = NotHeldByOwner(out.code, *out.result, lease.key, lease.owner,
-                                           calls[c].what, where());
-        !held.ok()) {
-      answer = held;
-      continue;
-    }
+    const Outcome& out = *outcomes[i];
+    const std::string what = fmt::format("lease '{}'", leases[i].key);
+    absl::Status held =
+        NotHeldByOwner(out.code, *out.result, leases[i].key, leases[i].owner, what, where());
     LeaseGrant grant;
-    if (out.code != 2 || !ReadGrant(*out.result, 1, grant)) {
-      answer = Unexpected(where(), calls[c].what);
-      continue;
+    if (held.ok() && (out.code != 2 || !ReadGrant(*out.result, 1, grant))) {
+      held = Unexpected(where(), what);
     }
-    answer = grant;
+    answers.push_back(held.ok() ? absl::StatusOr<LeaseGrant>(grant) : held);
   }
   return answers;
 }
 
 absl::StatusOr<std::vector<absl::Status>> RedisStore::ReleaseLeases(
     std::span<const LeaseRef> leases) {
-  const std::string index = LeaseIndexKey();
-  std::vector<absl::Status> answers(leases.size());
-  std::vector<ScriptCall> calls;
-  std::vector<size_t> call_of;  // the lease each call releases
+  std::vector<absl::StatusOr<Outcome>> outcomes = EvalPerLease(kRelease, leases, {});
+  std::vector<absl::Status> answers;
+  answers.reserve(leases.size());
   for (size_t i = 0; i < leases.size(); ++i) {
-    const LeaseRef& lease = leases[i];
-    if (absl::Status valid = ValidateLeaseArgs(lease.key, lease.owner); !valid.ok()) {
-      answers[i] = valid;
+    if (!outcomes[i].ok()) {
+      answers.push_back(outcomes[i].status());
       continue;
     }
-    calls.push_back(ScriptCall{{LeaseKey(lease.key), index},
-                               {std::string(lease.key), std::string(lease.owner)},
-                               fmt::format("lease '{}'", lease.key)});
-    call_of.push_back(i);
-  }
-  std::vector<absl::StatusOr<Outcome>> outcomes = EvalOutcomes(kRelease, calls);
-  for (size_t c = 0; c < calls.size(); ++c) {
-    const LeaseRef& lease = leases[call_of[c]];
-    absl::Status& answer = answers[call_of[c]];
-    if (!outcomes[c].ok()) {
-      answer = outcomes[c].status();
-      continue;
-    }
-    const Outcome& out = *outcomes[c];
-    answer = NotHeldByOwner(out.code, *out.result, lease.key, lease.owner, calls[c].what, where());
-    if (answer.ok() && out.code != 2) answer = Unexpected(where(), calls[c].what);
+    const Outcome& out = *outcomes[i];
+    const std::string what = fmt::format("lease '{}'", leases[i].key);
+    absl::Status released =
+        NotHeldByOwner(out.code, *out.result, leases[i].key, leases[i].owner, what, where());
+    if (released.ok() && out.code != 2) released = Unexpected(where(), what);
+    answers.push_back(released);
   }
   return answers;
 }

@@ -191,6 +191,11 @@ class RedisStore final : public Store {
   // that failed answers each of its calls with that failure.
   std::vector<absl::StatusOr<Outcome>> EvalOutcomes(ScriptId id,
                                                     const std::vector<ScriptCall>& calls);
+  // EvalOutcomes of script `id` for each lease (keys: its record and the
+  // lease index; arguments: its key, its owner, then `extra`). A lease whose
+  // key or owner is invalid is answered with that error and not sent.
+  std::vector<absl::StatusOr<Outcome>> EvalPerLease(ScriptId id, std::span<const LeaseRef> leases,
+                                                    const std::vector<std::string>& extra);
   absl::Status LoadScripts();
   // Maps an error reply (or the error-ness of a reply) for `what`.
   absl::Status ReplyError(const redisReply& reply, std::string_view what) const;
