@@ -3,9 +3,11 @@
  *
  * A store is opened by URI: "memory:" (in-process, lost at close),
  * "lmdb:DIR" (docs/lmdb.md) or
- * "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?prefix=P&pool=N&timeout_ms=N]"
+ * "redis://[[USER]:PASSWORD@]HOST[:PORT][/DB][?prefix=P&pool=N&timeout_ms=N&cache=N]"
  * (several daemons share one Redis server or cluster; the password may come
- * from XG2G_REDIS_PASSWORD instead and is never logged; docs/redis.md).
+ * from XG2G_REDIS_PASSWORD instead and is never logged; session reads are
+ * answered from a cache the server keeps current, cache=0 turns it off;
+ * docs/redis.md).
  *
  * A store handle is thread-safe: any number of threads may call into it at
  * once. Callbacks (scan) run on the calling thread, never while the store holds
