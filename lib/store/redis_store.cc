@@ -608,12 +608,20 @@ absl::StatusOr<SessionRecord> RedisStore::UpdateSession(std::string_view id,
   const std::string what = fmt::format("session '{}'", id);
   for (int attempt = 0; attempt < kMaxUpdateAttempts; ++attempt) {
     UpdateBackOff(attempt);
-    // The cached record is good enough to start from (the compare-and-set
-    // refuses a stale one); after a refusal the server's is read.
-    XG2G_ASSIGN_OR_RETURN(SessionRecord copy, ReadSession(id, /*cached=*/attempt == 0));
-    const std::string read_revision = std::to_string(copy.revision);
+    // The cached record is good enough to start from: the compare-and-set
+    // refuses a stale one (and the next try reads the server), and a
+    // mutator's refusal of one is checked again against the server's record.
+    const bool cached = attempt == 0 && cache_ != nullptr;
+    XG2G_ASSIGN_OR_RETURN(SessionRecord copy, ReadSession(id, cached));
+    std::string read_revision = std::to_string(copy.revision);
     // Caller code: no connection held, so it may call back into the store.
-    XG2G_RETURN_IF_ERROR(mutate(copy));
+    absl::Status mutated = mutate(copy);
+    if (!mutated.ok() && cached) {
+      XG2G_ASSIGN_OR_RETURN(copy, ReadSession(id, /*cached=*/false));
+      read_revision = std::to_string(copy.revision);
+      mutated = mutate(copy);
+    }
+    XG2G_RETURN_IF_ERROR(mutated);
     if (copy.session_id != id) {
       return InvalidError(fmt::format("session '{}': the mutator changed the session id to '{}'",
                                       id, copy.session_id));

@@ -839,6 +839,37 @@ TEST_CASE("another store's writes reach this store's cached records through the 
   REQUIRE_OK(EventuallyState(*b, "raw", SessionState::kFailed));
 }
 
+TEST_CASE("an update whose mutator refuses a cached record that went stale is checked against the server") {
+  const std::string prefix = FreshPrefix();
+  auto a = OpenShared(prefix);
+  auto b = OpenShared(prefix);
+  REQUIRE(b->CacheStats().listening);
+  // Only a record in STOPPING may be stopped: what a transition's mutator
+  // does with an event its state does not allow.
+  auto stop = [](SessionRecord& r) -> absl::Status {
+    if (r.state != SessionState::kStopping) return StateError("not STOPPING");
+    r.state = SessionState::kStopped;
+    return absl::OkStatus();
+  };
+  // a moves each session on just before b's update; b's cached copy is
+  // usually still the old one then (the server's report is on its way).
+  for (int i = 0; i < 50; ++i) {
+    const std::string id = fmt::format("stale-{}", i);
+    const uint64_t reported = b->CacheStats().invalidations;
+    REQUIRE_OK(a->PutSession(SampleSession(id)));
+    REQUIRE_OK(Reported(*b, reported));
+    REQUIRE_OK(b->GetSession(id));
+    REQUIRE_OK(b->GetSession(id));  // cached now
+    REQUIRE_OK(SetState(*a, id, SessionState::kStopping));
+    auto stopped = b->UpdateSession(id, stop);
+    REQUIRE_MESSAGE(stopped.ok(), "round ", i, ": ", stopped.status().ToString());
+    CHECK(stopped->state == SessionState::kStopped);
+  }
+  // A refusal of the server's own record stands.
+  REQUIRE_OK(a->PutSession(SampleSession("refused")));
+  CHECK_ERROR(b->UpdateSession("refused", stop), ErrorCode::kState, "not STOPPING");
+}
+
 TEST_CASE("a flushed database or a lost invalidation connection leaves no stale record behind") {
   auto server = RedisServer::Start();
   REQUIRE_OK(server);
