@@ -168,17 +168,20 @@ void FaultInjectingStore::SetCallHook(CallHook hook) {
 }
 
 absl::Status FaultInjectingStore::Admit(Method method) {
-  std::shared_ptr<const CallHook> hook;
-  {
-    std::lock_guard lock(mu_);
-    hook = hook_;
-  }
-  if (hook) (*hook)(NameOf(method));
   // Read before the lock: the clock is the caller's and may take locks of
   // its own. A call that read it just before a FailAfterDelay set the mode
   // compares a time from before the deadline was set: it goes through.
   const int64_t now = clock_->MonotonicMs();
+  std::shared_ptr<const CallHook> hook;
+  absl::Status verdict = Judge(method, now, hook);
+  if (hook) (*hook)(NameOf(method));  // no lock held: it may call the wrapper
+  return verdict;
+}
+
+absl::Status FaultInjectingStore::Judge(Method method, int64_t now,
+                                        std::shared_ptr<const CallHook>& hook) {
   std::lock_guard lock(mu_);
+  hook = hook_;
   ++total_calls_;
   ++calls_by_method_[static_cast<size_t>(method)];
   call_log_.push_back(method);

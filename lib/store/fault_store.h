@@ -107,10 +107,10 @@ class FaultInjectingStore final : public Store {
   // True for the methods kFailWrites fails ("PutSession", ...).
   static bool IsWriteMethod(std::string_view method);
 
-  // Runs `hook` with the method's name at the start of every call, before
-  // the call is counted, failed or forwarded, on the caller's thread and
-  // with no lock of the wrapper held: a test looks there at what its caller
-  // has done so far. An empty function removes the hook.
+  // Runs `hook` with the method's name at the start of every call, once the
+  // call is counted and before it is failed or forwarded, on the caller's
+  // thread and with no lock of the wrapper held: a test looks there at what
+  // its caller has done so far. An empty function removes the hook.
   using CallHook = std::function<void(std::string_view method)>;
   void SetCallHook(CallHook hook);
 
@@ -172,9 +172,11 @@ class FaultInjectingStore final : public Store {
   static std::string_view NameOf(Method method);
   static bool IsWrite(Method method);
 
-  // Counts the call and decides its fate: OK to forward, or the injected
-  // fault to return instead.
+  // Counts the call, decides its fate (OK to forward, or the injected fault
+  // to return instead) and runs the call hook.
   absl::Status Admit(Method method);
+  // Admit's part under mu_: the count, the fate, and the hook to run.
+  absl::Status Judge(Method method, int64_t now, std::shared_ptr<const CallHook>& hook);
   void SetMode(Mode mode, int64_t n, int64_t deadline_ms);
 
   Store* const inner_;

@@ -36,20 +36,11 @@ int64_t MsSince(Clock::time_point then) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - then).count();
 }
 
-std::string_view TextOf(const redisReply& reply) {
-  return reply.str != nullptr ? std::string_view(reply.str, reply.len) : std::string_view();
-}
-
 // Sends one command on `ctx` and reads its reply (blocking, within the
 // socket's timeout); nullptr when the connection failed.
-RedisReplyPtr Ask(redisContext* ctx, std::initializer_list<std::string_view> args) {
-  std::vector<const char*> argv;
-  std::vector<size_t> lens;
-  for (std::string_view a : args) {
-    argv.push_back(a.data());
-    lens.push_back(a.size());
-  }
-  void* raw = redisCommandArgv(ctx, static_cast<int>(argv.size()), argv.data(), lens.data());
+RedisReplyPtr Ask(redisContext* ctx, const RedisArgs& args) {
+  void* raw = nullptr;
+  if (!AppendRedisCommand(ctx, args) || redisGetReply(ctx, &raw) != REDIS_OK) return nullptr;
   return RedisReplyPtr(static_cast<redisReply*>(raw));
 }
 
@@ -256,12 +247,12 @@ void RedisSessionCache::Serve(redisContext* ctx) {
         // ["message", channel, keys or nil]; "pong" answers and
         // confirmations pass by.
         if (message->type != REDIS_REPLY_ARRAY || message->elements != 3 ||
-            TextOf(*message->element[0]) != "message") {
+            RedisText(*message->element[0]) != "message") {
           continue;
         }
         const redisReply& keys = *message->element[2];
         if (keys.type == REDIS_REPLY_ARRAY) {
-          for (size_t i = 0; i < keys.elements; ++i) Invalidate(TextOf(*keys.element[i]));
+          for (size_t i = 0; i < keys.elements; ++i) Invalidate(RedisText(*keys.element[i]));
         } else {
           Clear();  // nil: the whole database was flushed
           invalidations_.fetch_add(1, std::memory_order_release);
@@ -275,9 +266,7 @@ void RedisSessionCache::Serve(redisContext* ctx) {
     if (ping_out) {
       if (MsSince(last_data) > patience_ms + kQuietMs) break;
     } else if (MsSince(last_data) > kQuietMs) {
-      const char* argv[] = {"PING"};
-      const size_t lens[] = {4};
-      if (redisAppendCommandArgv(ctx, 1, argv, lens) != REDIS_OK) break;
+      if (!AppendRedisCommand(ctx, {"PING"})) break;
       int done = 0;
       while (done == 0) {
         if (redisBufferWrite(ctx, &done) != REDIS_OK) break;

@@ -137,6 +137,27 @@ absl::Status RedisPool::ConnectError(std::string_view what) {
   return UnavailableError(fmt::format("{} is unavailable: {}", where_, what));
 }
 
+bool AppendRedisCommand(redisContext* ctx, const RedisArgs& args) {
+  // Per thread, so that a pipeline of many commands allocates once.
+  thread_local std::vector<const char*> argv;
+  thread_local std::vector<size_t> lens;
+  argv.clear();
+  lens.clear();
+  for (std::string_view a : args) {
+    argv.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  return redisAppendCommandArgv(ctx, static_cast<int>(argv.size()), argv.data(), lens.data()) ==
+         REDIS_OK;
+}
+
+std::string_view RedisText(const redisReply& reply) {
+  const bool text = reply.type == REDIS_REPLY_STRING || reply.type == REDIS_REPLY_STATUS ||
+                    reply.type == REDIS_REPLY_ERROR;
+  return text && reply.str != nullptr ? std::string_view(reply.str, reply.len)
+                                      : std::string_view();
+}
+
 absl::StatusOr<RedisPool::Conn> RedisPool::Connect(SteadyTime deadline) {
   const int64_t left = MsUntil(deadline);
   if (left <= 0) return ConnectError("no time left to connect");
@@ -173,14 +194,7 @@ absl::StatusOr<RedisPool::Conn> RedisPool::Connect(SteadyTime deadline) {
   conn.timeout_ms = remaining;
   for (const RedisArgs& args : hello) {
     if (!ok) break;
-    std::vector<const char*> argv;
-    std::vector<size_t> lens;
-    for (std::string_view a : args) {
-      argv.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    ok = redisAppendCommandArgv(ctx, static_cast<int>(argv.size()), argv.data(), lens.data()) ==
-         REDIS_OK;
+    ok = AppendRedisCommand(ctx, args);
   }
   std::string refused;
   for (size_t i = 0; ok && i < hello.size(); ++i) {
@@ -292,17 +306,8 @@ absl::StatusOr<std::vector<RedisReplyPtr>> RedisPool::Run(const std::vector<Redi
     conn.timeout_ms = want;
   }
 
-  std::vector<const char*> argv;
-  std::vector<size_t> lens;
   for (const RedisArgs& args : commands) {
-    argv.clear();
-    lens.clear();
-    for (std::string_view a : args) {
-      argv.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    if (redisAppendCommandArgv(conn.ctx, static_cast<int>(argv.size()), argv.data(),
-                               lens.data()) != REDIS_OK) {
+    if (!AppendRedisCommand(conn.ctx, args)) {
       Give(conn, /*reusable=*/false);
       return MakeError(ErrorCode::kNoMemory, fmt::format("{}: out of memory", where_));
     }

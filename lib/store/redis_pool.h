@@ -55,6 +55,12 @@ using RedisReplyPtr = std::unique_ptr<redisReply, RedisReplyDeleter>;
 // One command: its arguments, binary-safe.
 using RedisArgs = std::vector<std::string_view>;
 
+// Appends `args` to `ctx`'s output buffer (sent with the next read or
+// write); false when out of memory.
+bool AppendRedisCommand(redisContext* ctx, const RedisArgs& args);
+// The text of a string, status or error reply (empty for other kinds).
+std::string_view RedisText(const redisReply& reply);
+
 class RedisPool {
  public:
   explicit RedisPool(RedisEndpoint endpoint);

@@ -125,8 +125,6 @@ bool IsHostChar(char c) {
 
 // ---------------------------------------------------------------- replies
 
-std::string_view Text(const redisReply& reply) { return std::string_view(reply.str, reply.len); }
-
 bool IsText(const redisReply& reply) {
   return reply.type == REDIS_REPLY_STRING || reply.type == REDIS_REPLY_STATUS;
 }
@@ -139,7 +137,7 @@ bool ReadInt(const redisReply& reply, T& out) {
     out = static_cast<T>(reply.integer);
     return true;
   }
-  return IsText(reply) && ParseDecimal(Text(reply), out);
+  return IsText(reply) && ParseDecimal(RedisText(reply), out);
 }
 
 // The array reply `reply` with at least `min` elements, or null.
@@ -439,13 +437,13 @@ absl::Status RedisStore::LoadScripts() {
     const redisReply& reply = *replies[i];
     if (reply.type == REDIS_REPLY_ERROR) return ReplyError(reply, "loading the store's scripts");
     if (!IsText(reply)) return Unexpected(where(), "SCRIPT LOAD");
-    scripts_[i].sha.assign(Text(reply));
+    scripts_[i].sha.assign(RedisText(reply));
   }
   return absl::OkStatus();
 }
 
 absl::Status RedisStore::ReplyError(const redisReply& reply, std::string_view what) const {
-  std::string_view text = Text(reply);
+  std::string_view text = RedisText(reply);
   const std::string_view code = text.substr(0, text.find(' '));
   if (code == "CORRUPT") {
     text.remove_prefix(code.size() + 1);
@@ -486,7 +484,7 @@ absl::StatusOr<RedisReplyPtr> RedisStore::Eval(ScriptId id,
   for (int attempt = 0;; ++attempt) {
     XG2G_ASSIGN_OR_RETURN(RedisReplyPtr reply, pool_.Command(command));
     if (reply->type != REDIS_REPLY_ERROR) return reply;
-    if (attempt == 0 && Text(*reply).substr(0, 8) == "NOSCRIPT") {
+    if (attempt == 0 && RedisText(*reply).substr(0, 8) == "NOSCRIPT") {
       // The server lost its script cache (restart, SCRIPT FLUSH): load it
       // again. The digest is the script's SHA-1, the same as before.
       XG2G_ASSIGN_OR_RETURN(RedisReplyPtr loaded,
@@ -517,7 +515,7 @@ absl::StatusOr<SessionRecord> RedisStore::DecodeStored(std::string_view id, std:
         "session '{}': redis key '{}' holds another type than a session record", id, key));
   }
   if (value.type != REDIS_REPLY_STRING) return Unexpected(where(), "reading a session");
-  absl::StatusOr<SessionRecord> record = DecodeSession(Text(value));
+  absl::StatusOr<SessionRecord> record = DecodeSession(RedisText(value));
   if (!record.ok()) {
     return CorruptError(fmt::format("session '{}': redis key '{}': {}", id, key,
                                     FromAbsl(record.status().message())));
@@ -578,7 +576,7 @@ absl::StatusOr<SessionRecord> RedisStore::ReadSession(std::string_view id, bool 
   const std::string key = SessionKey(id);
   XG2G_ASSIGN_OR_RETURN(RedisReplyPtr reply, pool_.Command({"GET", key}));
   if (reply->type == REDIS_REPLY_NIL) return SessionNotFound(id);
-  if (reply->type == REDIS_REPLY_ERROR && Text(*reply).substr(0, 9) != "WRONGTYPE") {
+  if (reply->type == REDIS_REPLY_ERROR && RedisText(*reply).substr(0, 9) != "WRONGTYPE") {
     return ReplyError(*reply, fmt::format("session '{}'", id));
   }
   absl::StatusOr<SessionRecord> record = DecodeStored(id, key, *reply);
@@ -592,10 +590,6 @@ void RedisStore::Wrote(std::string_view id) {
 
 RedisCacheStats RedisStore::CacheStats() const {
   return cache_ != nullptr ? cache_->Stats() : RedisCacheStats{};
-}
-
-bool RedisStore::WaitCacheListening(int64_t timeout_ms) {
-  return cache_ != nullptr && cache_->WaitListening(timeout_ms);
 }
 
 absl::StatusOr<SessionRecord> RedisStore::UpdateSession(std::string_view id,
@@ -687,7 +681,7 @@ absl::Status RedisStore::ScanSessions(const Visitor& visit) {
       const redisReply& id = *reply->element[i];
       const redisReply& value = *reply->element[i + 1];
       if (id.type != REDIS_REPLY_STRING) return Unexpected(where(), "a session scan");
-      after.assign(Text(id));
+      after.assign(RedisText(id));
       if (value.type == REDIS_REPLY_NIL) continue;  // deleted since it was indexed
       absl::StatusOr<SessionRecord> record = DecodeStored(after, SessionKey(after), value);
       if (record.ok()) {
@@ -741,7 +735,7 @@ absl::StatusOr<SessionPage> RedisStore::ListSessions(size_t offset, size_t limit
     if (id.type != REDIS_REPLY_STRING) return Unexpected(where(), "a session list");
     if (value.type == REDIS_REPLY_NIL) continue;
     XG2G_ASSIGN_OR_RETURN(SessionRecord record,
-                          DecodeStored(Text(id), SessionKey(Text(id)), value));
+                          DecodeStored(RedisText(id), SessionKey(RedisText(id)), value));
     page.sessions.push_back(std::move(record));
   }
   return page;
@@ -779,8 +773,8 @@ absl::StatusOr<IdempotencyOutcome> RedisStore::PutSessionWithIdempotency(
       !IsText(*result->element[2]) || !ReadInt(*result->element[3], out.existing.expires_at_ms)) {
     return Unexpected(where(), what);
   }
-  out.existing.session_id.assign(Text(*result->element[1]));
-  out.existing.fingerprint.assign(Text(*result->element[2]));
+  out.existing.session_id.assign(RedisText(*result->element[1]));
+  out.existing.fingerprint.assign(RedisText(*result->element[2]));
   return out;
 }
 
@@ -796,8 +790,8 @@ absl::StatusOr<IdempotencyEntry> RedisStore::GetIdempotency(std::string_view key
       !ReadInt(*result->element[3], entry.expires_at_ms)) {
     return Unexpected(where(), what);
   }
-  entry.session_id.assign(Text(*result->element[1]));
-  entry.fingerprint.assign(Text(*result->element[2]));
+  entry.session_id.assign(RedisText(*result->element[1]));
+  entry.fingerprint.assign(RedisText(*result->element[2]));
   return entry;
 }
 
@@ -823,7 +817,7 @@ absl::Status NotHeldByOwner(int code, const redisReply& result, std::string_view
   if (code == 0) return LeaseNotHeld(key);
   if (code != 1) return absl::OkStatus();
   if (result.elements < 2 || !IsText(*result.element[1])) return Unexpected(where, what);
-  return LeaseHeldByOther(key, Text(*result.element[1]), owner);
+  return LeaseHeldByOther(key, RedisText(*result.element[1]), owner);
 }
 
 // {token, exp} at `at` and `at + 1` of a script's answer.
@@ -854,7 +848,7 @@ absl::StatusOr<LeaseGrant> RedisStore::AcquireLease(std::string_view key, std::s
       return Unexpected(where(), what);
     }
     return BusyError(fmt::format("lease '{}' is held by '{}' for another {} ms", key,
-                                 Text(*result->element[1]), deadline - now));
+                                 RedisText(*result->element[1]), deadline - now));
   }
   LeaseGrant grant;
   if ((answer.code != 1 && answer.code != 2) || !ReadGrant(*result, 1, grant)) {
@@ -907,7 +901,7 @@ std::vector<absl::StatusOr<RedisStore::Outcome>> RedisStore::EvalOutcomes(
         continue;
       }
       RedisReplyPtr& reply = (*replies)[i - begin];
-      if (reply->type == REDIS_REPLY_ERROR && Text(*reply).substr(0, 8) == "NOSCRIPT") {
+      if (reply->type == REDIS_REPLY_ERROR && RedisText(*reply).substr(0, 8) == "NOSCRIPT") {
         // The server forgot the script: this call alone, which loads it again.
         answers.push_back(EvalOutcome(id, {call.keys.begin(), call.keys.end()},
                                       {call.args.begin(), call.args.end()}, call.what));
@@ -1028,7 +1022,7 @@ absl::StatusOr<LeaseInfo> RedisStore::GetLease(std::string_view key) {
       !ReadInt(*result->element[3], info.expires_at_ms)) {
     return Unexpected(where(), what);
   }
-  info.owner.assign(Text(*result->element[1]));
+  info.owner.assign(RedisText(*result->element[1]));
   return info;
 }
 
@@ -1049,8 +1043,8 @@ absl::StatusOr<std::vector<LeaseInfo>> RedisStore::ListLeases() {
         !ReadInt(*reply->element[i + 3], info.expires_at_ms)) {
       return Unexpected(where(), "a lease list");
     }
-    info.key.assign(Text(*reply->element[i]));
-    info.owner.assign(Text(*reply->element[i + 1]));
+    info.key.assign(RedisText(*reply->element[i]));
+    info.owner.assign(RedisText(*reply->element[i + 1]));
     out.push_back(std::move(info));
   }
   std::sort(out.begin(), out.end(),

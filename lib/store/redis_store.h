@@ -128,9 +128,6 @@ class RedisStore final : public Store {
 
   // The session cache's counters (all zero without a cache).
   RedisCacheStats CacheStats() const;
-  // Waits until the cache's invalidation connection is up, at most
-  // `timeout_ms`; false without a cache. For tests.
-  bool WaitCacheListening(int64_t timeout_ms);
 
  private:
   enum ScriptId : size_t {

@@ -144,7 +144,7 @@ class Node:
                 self.proc.wait()
 
 
-def settled(node, command, want, bound_s=2.0):
+def settled(node, command, want, bound_s=10.0):
     """Asks `node` `command` until it answers `want` or `bound_s` passed; the
     last answer. Each process's store caches session records, and another
     process's write reaches that cache with the server's report of it, a

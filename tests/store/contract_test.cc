@@ -1127,9 +1127,6 @@ TEST_CASE("renewing many leases at once answers each as RenewLease would and ren
   StoreHarness h;
   Store& store = h.store();
   const MixedLeases mixed = AcquireMixedLeases(h);
-  const LeaseGrant* mine = &mixed.mine;
-  const LeaseGrant* also_mine = &mixed.also_mine;
-  const LeaseGrant* theirs = &mixed.theirs;
   const std::vector<LeaseRef> leases = {{"tuner:0", "daemon-a"},   {"tuner:1", "daemon-a"},
                                         {"tuner:2", "daemon-a"},   {"tuner:9", "daemon-a"},
                                         {"service:1", "daemon-a"}, {"", "daemon-a"}};
@@ -1137,13 +1134,13 @@ TEST_CASE("renewing many leases at once answers each as RenewLease would and ren
   REQUIRE_OK(answers);
   REQUIRE(answers->size() == leases.size());
   REQUIRE_OK((*answers)[0]);
-  CHECK((*answers)[0]->fencing_token == mine->fencing_token);
-  CHECK((*answers)[0]->expires_at_ms > mine->expires_at_ms);
+  CHECK((*answers)[0]->fencing_token == mixed.mine.fencing_token);
+  CHECK((*answers)[0]->expires_at_ms > mixed.mine.expires_at_ms);
   CHECK_ERROR((*answers)[1], ErrorCode::kConflict, "tuner:1");
   CHECK_ERROR((*answers)[2], ErrorCode::kNotFound, "tuner:2");  // expired
   CHECK_ERROR((*answers)[3], ErrorCode::kNotFound, "tuner:9");  // never held
   REQUIRE_OK((*answers)[4]);
-  CHECK((*answers)[4]->fencing_token == also_mine->fencing_token);
+  CHECK((*answers)[4]->fencing_token == mixed.also_mine.fencing_token);
   CHECK_ERROR((*answers)[5], ErrorCode::kInvalid, "empty");
 
   // What the answers say is what the store holds now.
@@ -1153,7 +1150,7 @@ TEST_CASE("renewing many leases at once answers each as RenewLease would and ren
   auto other = store.GetLease("tuner:1");
   REQUIRE_OK(other);
   CHECK(other->owner == "daemon-b");
-  CHECK(other->expires_at_ms == theirs->expires_at_ms);
+  CHECK(other->expires_at_ms == mixed.theirs.expires_at_ms);
   CHECK_ERROR(store.GetLease("tuner:2"), ErrorCode::kNotFound, "tuner:2");
 }
 
@@ -1179,8 +1176,6 @@ TEST_CASE("releasing many leases at once answers each as ReleaseLease would and 
   StoreHarness h;
   Store& store = h.store();
   const MixedLeases mixed = AcquireMixedLeases(h);
-  const LeaseGrant* mine = &mixed.mine;
-  const LeaseGrant* theirs = &mixed.theirs;
   const std::vector<LeaseRef> leases = {{"tuner:0", "daemon-a"},   {"tuner:1", "daemon-a"},
                                         {"tuner:2", "daemon-a"},   {"tuner:9", "daemon-a"},
                                         {"service:1", "daemon-a"}, {"tuner:3", ""},
@@ -1203,10 +1198,10 @@ TEST_CASE("releasing many leases at once answers each as ReleaseLease would and 
   REQUIRE(left->size() == 1);
   CHECK(left->front().key == "tuner:1");
   CHECK(left->front().owner == "daemon-b");
-  CHECK(left->front().expires_at_ms == theirs->expires_at_ms);
+  CHECK(left->front().expires_at_ms == mixed.theirs.expires_at_ms);
   auto again = store.AcquireLease("tuner:0", "daemon-c", HarnessLongTtl());
   REQUIRE_OK(again);
-  CHECK(again->fencing_token > mine->fencing_token);
+  CHECK(again->fencing_token > mixed.mine.fencing_token);
   auto none = store.ReleaseLeases({});
   REQUIRE_OK(none);
   CHECK(none->empty());
